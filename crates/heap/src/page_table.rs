@@ -1,0 +1,84 @@
+//! The page table: which frame, if any, backs each page of a linear memory.
+
+use crate::frame_pool::FrameIndex;
+use ferrite_core::PageIndex;
+
+/// Maps each [`PageIndex`] to the [`FrameIndex`] backing it, or to nothing.
+///
+/// An unmapped page reads as zeros. The table is a dense vector that grows lazily up
+/// to the highest mapped page, so a memory that grows to 4 GiB but touches only its
+/// first pages costs a few entries (a fully mapped 4 GiB memory with 4 KiB pages costs
+/// 1M entries, 4 MiB).
+#[derive(Debug, Default)]
+pub(crate) struct PageTable {
+    /// `entries[page]` is the frame of `page`, or [`PageTable::UNMAPPED`].
+    entries: Vec<u32>,
+}
+
+impl PageTable {
+    /// Sentinel of an unmapped entry. Never a valid frame: the pool holds at most one
+    /// frame per page, and pages number fewer than 2^20.
+    const UNMAPPED: u32 = u32::MAX;
+
+    /// The frame backing `page`, if any.
+    #[inline]
+    pub(crate) fn get(&self, page: PageIndex) -> Option<FrameIndex> {
+        match self.entries.get(page.as_usize()) {
+            Some(&frame) if frame != Self::UNMAPPED => Some(FrameIndex(frame)),
+            _ => None,
+        }
+    }
+
+    /// Maps the unmapped `page` to `frame`. `page_count` is the size of the memory in
+    /// pages and caps the growth of the table.
+    pub(crate) fn map(&mut self, page: PageIndex, frame: FrameIndex, page_count: usize) {
+        assert!(
+            page.as_usize() < page_count,
+            "mapping {page:?} beyond {page_count} pages"
+        );
+        assert_ne!(
+            frame.0,
+            Self::UNMAPPED,
+            "frame index collides with the sentinel"
+        );
+        let index = page.as_usize();
+        if index >= self.entries.len() {
+            // Double (like `Vec`), but never past the memory size, so a full table is
+            // exactly `page_count` entries.
+            let len = (index + 1).max(self.entries.len() * 2).min(page_count);
+            self.entries.reserve_exact(len - self.entries.len());
+            self.entries.resize(len, Self::UNMAPPED);
+        }
+        let entry = &mut self.entries[index];
+        assert_eq!(*entry, Self::UNMAPPED, "{page:?} is already mapped");
+        *entry = frame.0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unmapped_pages_read_as_none_and_table_grows_lazily() {
+        let mut table = PageTable::default();
+        assert_eq!(table.get(PageIndex(5)), None);
+        table.map(PageIndex(5), FrameIndex(0), 100);
+        assert_eq!(table.get(PageIndex(5)), Some(FrameIndex(0)));
+        assert_eq!(table.get(PageIndex(4)), None);
+        assert_eq!(table.entries.len(), 6);
+        table.map(PageIndex(6), FrameIndex(1), 100);
+        assert_eq!(table.entries.len(), 12);
+        table.map(PageIndex(99), FrameIndex(2), 100);
+        assert_eq!(table.entries.len(), 100);
+        assert_eq!(table.get(PageIndex(99)), Some(FrameIndex(2)));
+    }
+
+    #[test]
+    #[should_panic(expected = "already mapped")]
+    fn mapping_twice_is_a_bug() {
+        let mut table = PageTable::default();
+        table.map(PageIndex(1), FrameIndex(0), 4);
+        table.map(PageIndex(1), FrameIndex(1), 4);
+    }
+}

@@ -1,0 +1,380 @@
+//! The instruction set table. Each line generates one `Instr` variant.
+
+use crate::{Field, Slot, TrapCode};
+
+define_isa! {
+    /// Traps with `code`.
+    Trap { code: TrapCode },
+    /// Jumps to `target`.
+    Br { target: u32 },
+    /// Jumps back to a loop header at `target`; charges fuel and polls the interrupt flag.
+    BrLoop { target: u32 },
+    /// Jumps to `target` if `cond` (i32) is not zero.
+    BrIfNez { cond: Slot, target: u32 },
+    /// Jumps to `target` if `cond` (i32) is zero.
+    BrIfEqz { cond: Slot, target: u32 },
+    /// Jumps back to a loop header if `cond` is not zero; charges fuel and polls the interrupt flag.
+    BrIfNezLoop { cond: Slot, target: u32 },
+    /// Jumps to the `min(index, len - 1)`-th of the `len` `Br` instructions that follow.
+    BrTable { index: Slot, len: u32 },
+    /// Copies one slot.
+    Copy { dst: Slot, src: Slot },
+    /// Copies `len` consecutive slots, lowest first (`dst <= src` or disjoint).
+    CopySpan { target: Slot, source: Slot, len: u16 },
+    /// Returns from the function; results are already in slots `0..n`.
+    Return {},
+    /// Copies `src` to slot 0 and returns.
+    ReturnSlot { src: Slot },
+    /// Calls function `func` of this module's code, with the callee frame starting at `base`.
+    CallInternal { func: u32, base: Slot },
+    /// Calls imported function `func` (an index into the instance's functions).
+    CallImport { func: u32, base: Slot },
+    /// Calls the function at `index` of table `table`, checking it has type `type_index`.
+    CallIndirect { type_index: u32, table: u32, index: Slot, base: Slot },
+    /// `dst = cond != 0 ? if_true : if_false`.
+    Select { dst: Slot, cond: Slot, if_true: Slot, if_false: Slot },
+    /// `dst = src is null`.
+    RefIsNull { dst: Slot, src: Slot },
+    /// `dst = reference to function func`.
+    RefFunc { dst: Slot, func: u32 },
+    /// Reads global `global`.
+    GlobalGet { dst: Slot, global: u32 },
+    /// Writes global `global`.
+    GlobalSet { src: Slot, global: u32 },
+    /// Reads an element of table `table`.
+    TableGet { dst: Slot, index: Slot, table: u32 },
+    /// Writes an element of table `table`.
+    TableSet { index: Slot, value: Slot, table: u32 },
+    /// Size of table `table` in elements.
+    TableSize { dst: Slot, table: u32 },
+    /// Grows table `table` by `delta` elements of `init`; `dst` is the old size or -1.
+    TableGrow { dst: Slot, init: Slot, delta: Slot, table: u32 },
+    /// Fills `len` elements of table `table` from `index` with `value`.
+    TableFill { index: Slot, value: Slot, len: Slot, table: u32 },
+    /// Copies `len` elements between tables.
+    TableCopy { target: Slot, source: Slot, len: Slot, target_table: u16, source_table: u16 },
+    /// Copies `len` elements of segment `elem` into table `table`.
+    TableInit { target: Slot, source: Slot, len: Slot, table: u16, elem: u16 },
+    /// Drops element segment `elem`.
+    ElemDrop { elem: u32 },
+    /// Size of the memory in wasm pages.
+    MemorySize { dst: Slot },
+    /// Grows the memory by `delta` wasm pages; `dst` is the old size or -1.
+    MemoryGrow { dst: Slot, delta: Slot },
+    /// Fills `len` bytes at `address` with `value`.
+    MemoryFill { address: Slot, value: Slot, len: Slot },
+    /// Copies `len` bytes within the memory.
+    MemoryCopy { target: Slot, source: Slot, len: Slot },
+    /// Copies `len` bytes of data segment `data` into the memory.
+    MemoryInit { target: Slot, source: Slot, len: Slot, data: u32 },
+    /// Drops data segment `data`.
+    DataDrop { data: u32 },
+    /// Loads from `ptr + offset`.
+    I32Load { dst: Slot, ptr: Slot, offset: u32 },
+    /// Loads from `ptr + offset`.
+    I64Load { dst: Slot, ptr: Slot, offset: u32 },
+    /// Loads from `ptr + offset`.
+    F32Load { dst: Slot, ptr: Slot, offset: u32 },
+    /// Loads from `ptr + offset`.
+    F64Load { dst: Slot, ptr: Slot, offset: u32 },
+    /// Loads from `ptr + offset`.
+    I32Load8S { dst: Slot, ptr: Slot, offset: u32 },
+    /// Loads from `ptr + offset`.
+    I32Load8U { dst: Slot, ptr: Slot, offset: u32 },
+    /// Loads from `ptr + offset`.
+    I32Load16S { dst: Slot, ptr: Slot, offset: u32 },
+    /// Loads from `ptr + offset`.
+    I32Load16U { dst: Slot, ptr: Slot, offset: u32 },
+    /// Loads from `ptr + offset`.
+    I64Load8S { dst: Slot, ptr: Slot, offset: u32 },
+    /// Loads from `ptr + offset`.
+    I64Load8U { dst: Slot, ptr: Slot, offset: u32 },
+    /// Loads from `ptr + offset`.
+    I64Load16S { dst: Slot, ptr: Slot, offset: u32 },
+    /// Loads from `ptr + offset`.
+    I64Load16U { dst: Slot, ptr: Slot, offset: u32 },
+    /// Loads from `ptr + offset`.
+    I64Load32S { dst: Slot, ptr: Slot, offset: u32 },
+    /// Loads from `ptr + offset`.
+    I64Load32U { dst: Slot, ptr: Slot, offset: u32 },
+    /// Stores `value` at `ptr + offset`.
+    I32Store { ptr: Slot, value: Slot, offset: u32 },
+    /// Stores `value` at `ptr + offset`.
+    I64Store { ptr: Slot, value: Slot, offset: u32 },
+    /// Stores `value` at `ptr + offset`.
+    F32Store { ptr: Slot, value: Slot, offset: u32 },
+    /// Stores `value` at `ptr + offset`.
+    F64Store { ptr: Slot, value: Slot, offset: u32 },
+    /// Stores `value` at `ptr + offset`.
+    I32Store8 { ptr: Slot, value: Slot, offset: u32 },
+    /// Stores `value` at `ptr + offset`.
+    I32Store16 { ptr: Slot, value: Slot, offset: u32 },
+    /// Stores `value` at `ptr + offset`.
+    I64Store8 { ptr: Slot, value: Slot, offset: u32 },
+    /// Stores `value` at `ptr + offset`.
+    I64Store16 { ptr: Slot, value: Slot, offset: u32 },
+    /// Stores `value` at `ptr + offset`.
+    I64Store32 { ptr: Slot, value: Slot, offset: u32 },
+    /// `dst = op(src)`.
+    I32Eqz { dst: Slot, src: Slot },
+    /// `dst = op(src)`.
+    I64Eqz { dst: Slot, src: Slot },
+    /// `dst = op(src)`.
+    I32Clz { dst: Slot, src: Slot },
+    /// `dst = op(src)`.
+    I32Ctz { dst: Slot, src: Slot },
+    /// `dst = op(src)`.
+    I32Popcnt { dst: Slot, src: Slot },
+    /// `dst = op(src)`.
+    I64Clz { dst: Slot, src: Slot },
+    /// `dst = op(src)`.
+    I64Ctz { dst: Slot, src: Slot },
+    /// `dst = op(src)`.
+    I64Popcnt { dst: Slot, src: Slot },
+    /// `dst = op(src)`.
+    F32Abs { dst: Slot, src: Slot },
+    /// `dst = op(src)`.
+    F32Neg { dst: Slot, src: Slot },
+    /// `dst = op(src)`.
+    F32Ceil { dst: Slot, src: Slot },
+    /// `dst = op(src)`.
+    F32Floor { dst: Slot, src: Slot },
+    /// `dst = op(src)`.
+    F32Trunc { dst: Slot, src: Slot },
+    /// `dst = op(src)`.
+    F32Nearest { dst: Slot, src: Slot },
+    /// `dst = op(src)`.
+    F32Sqrt { dst: Slot, src: Slot },
+    /// `dst = op(src)`.
+    F64Abs { dst: Slot, src: Slot },
+    /// `dst = op(src)`.
+    F64Neg { dst: Slot, src: Slot },
+    /// `dst = op(src)`.
+    F64Ceil { dst: Slot, src: Slot },
+    /// `dst = op(src)`.
+    F64Floor { dst: Slot, src: Slot },
+    /// `dst = op(src)`.
+    F64Trunc { dst: Slot, src: Slot },
+    /// `dst = op(src)`.
+    F64Nearest { dst: Slot, src: Slot },
+    /// `dst = op(src)`.
+    F64Sqrt { dst: Slot, src: Slot },
+    /// `dst = op(src)`.
+    I32TruncF32S { dst: Slot, src: Slot },
+    /// `dst = op(src)`.
+    I32TruncF32U { dst: Slot, src: Slot },
+    /// `dst = op(src)`.
+    I32TruncF64S { dst: Slot, src: Slot },
+    /// `dst = op(src)`.
+    I32TruncF64U { dst: Slot, src: Slot },
+    /// `dst = op(src)`.
+    I64ExtendI32S { dst: Slot, src: Slot },
+    /// `dst = op(src)`.
+    I64ExtendI32U { dst: Slot, src: Slot },
+    /// `dst = op(src)`.
+    I64TruncF32S { dst: Slot, src: Slot },
+    /// `dst = op(src)`.
+    I64TruncF32U { dst: Slot, src: Slot },
+    /// `dst = op(src)`.
+    I64TruncF64S { dst: Slot, src: Slot },
+    /// `dst = op(src)`.
+    I64TruncF64U { dst: Slot, src: Slot },
+    /// `dst = op(src)`.
+    F32ConvertI32S { dst: Slot, src: Slot },
+    /// `dst = op(src)`.
+    F32ConvertI32U { dst: Slot, src: Slot },
+    /// `dst = op(src)`.
+    F32ConvertI64S { dst: Slot, src: Slot },
+    /// `dst = op(src)`.
+    F32ConvertI64U { dst: Slot, src: Slot },
+    /// `dst = op(src)`.
+    F32DemoteF64 { dst: Slot, src: Slot },
+    /// `dst = op(src)`.
+    F64ConvertI32S { dst: Slot, src: Slot },
+    /// `dst = op(src)`.
+    F64ConvertI32U { dst: Slot, src: Slot },
+    /// `dst = op(src)`.
+    F64ConvertI64S { dst: Slot, src: Slot },
+    /// `dst = op(src)`.
+    F64ConvertI64U { dst: Slot, src: Slot },
+    /// `dst = op(src)`.
+    F64PromoteF32 { dst: Slot, src: Slot },
+    /// `dst = op(src)`.
+    I32Extend8S { dst: Slot, src: Slot },
+    /// `dst = op(src)`.
+    I32Extend16S { dst: Slot, src: Slot },
+    /// `dst = op(src)`.
+    I64Extend8S { dst: Slot, src: Slot },
+    /// `dst = op(src)`.
+    I64Extend16S { dst: Slot, src: Slot },
+    /// `dst = op(src)`.
+    I64Extend32S { dst: Slot, src: Slot },
+    /// `dst = op(src)`.
+    I32TruncSatF32S { dst: Slot, src: Slot },
+    /// `dst = op(src)`.
+    I32TruncSatF32U { dst: Slot, src: Slot },
+    /// `dst = op(src)`.
+    I32TruncSatF64S { dst: Slot, src: Slot },
+    /// `dst = op(src)`.
+    I32TruncSatF64U { dst: Slot, src: Slot },
+    /// `dst = op(src)`.
+    I64TruncSatF32S { dst: Slot, src: Slot },
+    /// `dst = op(src)`.
+    I64TruncSatF32U { dst: Slot, src: Slot },
+    /// `dst = op(src)`.
+    I64TruncSatF64S { dst: Slot, src: Slot },
+    /// `dst = op(src)`.
+    I64TruncSatF64U { dst: Slot, src: Slot },
+    /// `dst = lhs op rhs`.
+    I32Eq { dst: Slot, lhs: Slot, rhs: Slot },
+    /// `dst = lhs op rhs`.
+    I32Ne { dst: Slot, lhs: Slot, rhs: Slot },
+    /// `dst = lhs op rhs`.
+    I32LtS { dst: Slot, lhs: Slot, rhs: Slot },
+    /// `dst = lhs op rhs`.
+    I32LtU { dst: Slot, lhs: Slot, rhs: Slot },
+    /// `dst = lhs op rhs`.
+    I32GtS { dst: Slot, lhs: Slot, rhs: Slot },
+    /// `dst = lhs op rhs`.
+    I32GtU { dst: Slot, lhs: Slot, rhs: Slot },
+    /// `dst = lhs op rhs`.
+    I32LeS { dst: Slot, lhs: Slot, rhs: Slot },
+    /// `dst = lhs op rhs`.
+    I32LeU { dst: Slot, lhs: Slot, rhs: Slot },
+    /// `dst = lhs op rhs`.
+    I32GeS { dst: Slot, lhs: Slot, rhs: Slot },
+    /// `dst = lhs op rhs`.
+    I32GeU { dst: Slot, lhs: Slot, rhs: Slot },
+    /// `dst = lhs op rhs`.
+    I64Eq { dst: Slot, lhs: Slot, rhs: Slot },
+    /// `dst = lhs op rhs`.
+    I64Ne { dst: Slot, lhs: Slot, rhs: Slot },
+    /// `dst = lhs op rhs`.
+    I64LtS { dst: Slot, lhs: Slot, rhs: Slot },
+    /// `dst = lhs op rhs`.
+    I64LtU { dst: Slot, lhs: Slot, rhs: Slot },
+    /// `dst = lhs op rhs`.
+    I64GtS { dst: Slot, lhs: Slot, rhs: Slot },
+    /// `dst = lhs op rhs`.
+    I64GtU { dst: Slot, lhs: Slot, rhs: Slot },
+    /// `dst = lhs op rhs`.
+    I64LeS { dst: Slot, lhs: Slot, rhs: Slot },
+    /// `dst = lhs op rhs`.
+    I64LeU { dst: Slot, lhs: Slot, rhs: Slot },
+    /// `dst = lhs op rhs`.
+    I64GeS { dst: Slot, lhs: Slot, rhs: Slot },
+    /// `dst = lhs op rhs`.
+    I64GeU { dst: Slot, lhs: Slot, rhs: Slot },
+    /// `dst = lhs op rhs`.
+    F32Eq { dst: Slot, lhs: Slot, rhs: Slot },
+    /// `dst = lhs op rhs`.
+    F32Ne { dst: Slot, lhs: Slot, rhs: Slot },
+    /// `dst = lhs op rhs`.
+    F32Lt { dst: Slot, lhs: Slot, rhs: Slot },
+    /// `dst = lhs op rhs`.
+    F32Gt { dst: Slot, lhs: Slot, rhs: Slot },
+    /// `dst = lhs op rhs`.
+    F32Le { dst: Slot, lhs: Slot, rhs: Slot },
+    /// `dst = lhs op rhs`.
+    F32Ge { dst: Slot, lhs: Slot, rhs: Slot },
+    /// `dst = lhs op rhs`.
+    F64Eq { dst: Slot, lhs: Slot, rhs: Slot },
+    /// `dst = lhs op rhs`.
+    F64Ne { dst: Slot, lhs: Slot, rhs: Slot },
+    /// `dst = lhs op rhs`.
+    F64Lt { dst: Slot, lhs: Slot, rhs: Slot },
+    /// `dst = lhs op rhs`.
+    F64Gt { dst: Slot, lhs: Slot, rhs: Slot },
+    /// `dst = lhs op rhs`.
+    F64Le { dst: Slot, lhs: Slot, rhs: Slot },
+    /// `dst = lhs op rhs`.
+    F64Ge { dst: Slot, lhs: Slot, rhs: Slot },
+    /// `dst = lhs op rhs`.
+    I32Add { dst: Slot, lhs: Slot, rhs: Slot },
+    /// `dst = lhs op rhs`.
+    I32Sub { dst: Slot, lhs: Slot, rhs: Slot },
+    /// `dst = lhs op rhs`.
+    I32Mul { dst: Slot, lhs: Slot, rhs: Slot },
+    /// `dst = lhs op rhs`.
+    I32DivS { dst: Slot, lhs: Slot, rhs: Slot },
+    /// `dst = lhs op rhs`.
+    I32DivU { dst: Slot, lhs: Slot, rhs: Slot },
+    /// `dst = lhs op rhs`.
+    I32RemS { dst: Slot, lhs: Slot, rhs: Slot },
+    /// `dst = lhs op rhs`.
+    I32RemU { dst: Slot, lhs: Slot, rhs: Slot },
+    /// `dst = lhs op rhs`.
+    I32And { dst: Slot, lhs: Slot, rhs: Slot },
+    /// `dst = lhs op rhs`.
+    I32Or { dst: Slot, lhs: Slot, rhs: Slot },
+    /// `dst = lhs op rhs`.
+    I32Xor { dst: Slot, lhs: Slot, rhs: Slot },
+    /// `dst = lhs op rhs`.
+    I32Shl { dst: Slot, lhs: Slot, rhs: Slot },
+    /// `dst = lhs op rhs`.
+    I32ShrS { dst: Slot, lhs: Slot, rhs: Slot },
+    /// `dst = lhs op rhs`.
+    I32ShrU { dst: Slot, lhs: Slot, rhs: Slot },
+    /// `dst = lhs op rhs`.
+    I32Rotl { dst: Slot, lhs: Slot, rhs: Slot },
+    /// `dst = lhs op rhs`.
+    I32Rotr { dst: Slot, lhs: Slot, rhs: Slot },
+    /// `dst = lhs op rhs`.
+    I64Add { dst: Slot, lhs: Slot, rhs: Slot },
+    /// `dst = lhs op rhs`.
+    I64Sub { dst: Slot, lhs: Slot, rhs: Slot },
+    /// `dst = lhs op rhs`.
+    I64Mul { dst: Slot, lhs: Slot, rhs: Slot },
+    /// `dst = lhs op rhs`.
+    I64DivS { dst: Slot, lhs: Slot, rhs: Slot },
+    /// `dst = lhs op rhs`.
+    I64DivU { dst: Slot, lhs: Slot, rhs: Slot },
+    /// `dst = lhs op rhs`.
+    I64RemS { dst: Slot, lhs: Slot, rhs: Slot },
+    /// `dst = lhs op rhs`.
+    I64RemU { dst: Slot, lhs: Slot, rhs: Slot },
+    /// `dst = lhs op rhs`.
+    I64And { dst: Slot, lhs: Slot, rhs: Slot },
+    /// `dst = lhs op rhs`.
+    I64Or { dst: Slot, lhs: Slot, rhs: Slot },
+    /// `dst = lhs op rhs`.
+    I64Xor { dst: Slot, lhs: Slot, rhs: Slot },
+    /// `dst = lhs op rhs`.
+    I64Shl { dst: Slot, lhs: Slot, rhs: Slot },
+    /// `dst = lhs op rhs`.
+    I64ShrS { dst: Slot, lhs: Slot, rhs: Slot },
+    /// `dst = lhs op rhs`.
+    I64ShrU { dst: Slot, lhs: Slot, rhs: Slot },
+    /// `dst = lhs op rhs`.
+    I64Rotl { dst: Slot, lhs: Slot, rhs: Slot },
+    /// `dst = lhs op rhs`.
+    I64Rotr { dst: Slot, lhs: Slot, rhs: Slot },
+    /// `dst = lhs op rhs`.
+    F32Add { dst: Slot, lhs: Slot, rhs: Slot },
+    /// `dst = lhs op rhs`.
+    F32Sub { dst: Slot, lhs: Slot, rhs: Slot },
+    /// `dst = lhs op rhs`.
+    F32Mul { dst: Slot, lhs: Slot, rhs: Slot },
+    /// `dst = lhs op rhs`.
+    F32Div { dst: Slot, lhs: Slot, rhs: Slot },
+    /// `dst = lhs op rhs`.
+    F32Min { dst: Slot, lhs: Slot, rhs: Slot },
+    /// `dst = lhs op rhs`.
+    F32Max { dst: Slot, lhs: Slot, rhs: Slot },
+    /// `dst = lhs op rhs`.
+    F32Copysign { dst: Slot, lhs: Slot, rhs: Slot },
+    /// `dst = lhs op rhs`.
+    F64Add { dst: Slot, lhs: Slot, rhs: Slot },
+    /// `dst = lhs op rhs`.
+    F64Sub { dst: Slot, lhs: Slot, rhs: Slot },
+    /// `dst = lhs op rhs`.
+    F64Mul { dst: Slot, lhs: Slot, rhs: Slot },
+    /// `dst = lhs op rhs`.
+    F64Div { dst: Slot, lhs: Slot, rhs: Slot },
+    /// `dst = lhs op rhs`.
+    F64Min { dst: Slot, lhs: Slot, rhs: Slot },
+    /// `dst = lhs op rhs`.
+    F64Max { dst: Slot, lhs: Slot, rhs: Slot },
+    /// `dst = lhs op rhs`.
+    F64Copysign { dst: Slot, lhs: Slot, rhs: Slot },
+}
