@@ -1,1 +1,38 @@
-fn main() {}
+//! `ferrite`: run WebAssembly modules from the command line.
+//!
+//! ```text
+//! ferrite run --invoke fib examples/fib.wat 30
+//! ```
+//!
+//! `main` only parses the command line and dispatches; each subcommand lives in its
+//! own module.
+
+mod args;
+mod run;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Ferrite: a WebAssembly interpreter.
+///
+/// Example: `ferrite run --invoke fib examples/fib.wat 30` prints 832040.
+#[derive(Debug, Parser)]
+#[command(name = "ferrite", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Run(run::RunOptions),
+}
+
+fn main() -> ExitCode {
+    // Syntax errors of the command line exit with clap's status 2 before any file
+    // is opened.
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run(options) => run::main(&options),
+    }
+}

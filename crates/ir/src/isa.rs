@@ -9,12 +9,50 @@ define_isa! {
     Br { target: u32 },
     /// Jumps back to a loop header at `target`; charges fuel and polls the interrupt flag.
     BrLoop { target: u32 },
-    /// Jumps to `target` if `cond` (i32) is not zero.
+    /// Jumps to `target` if `cond` (i32) is not zero (a backward jump charges fuel).
     BrIfNez { cond: Slot, target: u32 },
-    /// Jumps to `target` if `cond` (i32) is zero.
+    /// Jumps to `target` if `cond` (i32) is zero (a backward jump charges fuel).
     BrIfEqz { cond: Slot, target: u32 },
-    /// Jumps back to a loop header if `cond` is not zero; charges fuel and polls the interrupt flag.
-    BrIfNezLoop { cond: Slot, target: u32 },
+    /// Jumps to `target` if `lhs Eq rhs` (i32); a backward jump charges fuel.
+    BrI32Eq { lhs: Slot, rhs: Slot, target: u32 },
+    /// Jumps to `target` if `lhs Ne rhs` (i32); a backward jump charges fuel.
+    BrI32Ne { lhs: Slot, rhs: Slot, target: u32 },
+    /// Jumps to `target` if `lhs LtS rhs` (i32); a backward jump charges fuel.
+    BrI32LtS { lhs: Slot, rhs: Slot, target: u32 },
+    /// Jumps to `target` if `lhs LtU rhs` (i32); a backward jump charges fuel.
+    BrI32LtU { lhs: Slot, rhs: Slot, target: u32 },
+    /// Jumps to `target` if `lhs GtS rhs` (i32); a backward jump charges fuel.
+    BrI32GtS { lhs: Slot, rhs: Slot, target: u32 },
+    /// Jumps to `target` if `lhs GtU rhs` (i32); a backward jump charges fuel.
+    BrI32GtU { lhs: Slot, rhs: Slot, target: u32 },
+    /// Jumps to `target` if `lhs LeS rhs` (i32); a backward jump charges fuel.
+    BrI32LeS { lhs: Slot, rhs: Slot, target: u32 },
+    /// Jumps to `target` if `lhs LeU rhs` (i32); a backward jump charges fuel.
+    BrI32LeU { lhs: Slot, rhs: Slot, target: u32 },
+    /// Jumps to `target` if `lhs GeS rhs` (i32); a backward jump charges fuel.
+    BrI32GeS { lhs: Slot, rhs: Slot, target: u32 },
+    /// Jumps to `target` if `lhs GeU rhs` (i32); a backward jump charges fuel.
+    BrI32GeU { lhs: Slot, rhs: Slot, target: u32 },
+    /// Jumps to `target` if `lhs Eq rhs` (i64); a backward jump charges fuel.
+    BrI64Eq { lhs: Slot, rhs: Slot, target: u32 },
+    /// Jumps to `target` if `lhs Ne rhs` (i64); a backward jump charges fuel.
+    BrI64Ne { lhs: Slot, rhs: Slot, target: u32 },
+    /// Jumps to `target` if `lhs LtS rhs` (i64); a backward jump charges fuel.
+    BrI64LtS { lhs: Slot, rhs: Slot, target: u32 },
+    /// Jumps to `target` if `lhs LtU rhs` (i64); a backward jump charges fuel.
+    BrI64LtU { lhs: Slot, rhs: Slot, target: u32 },
+    /// Jumps to `target` if `lhs GtS rhs` (i64); a backward jump charges fuel.
+    BrI64GtS { lhs: Slot, rhs: Slot, target: u32 },
+    /// Jumps to `target` if `lhs GtU rhs` (i64); a backward jump charges fuel.
+    BrI64GtU { lhs: Slot, rhs: Slot, target: u32 },
+    /// Jumps to `target` if `lhs LeS rhs` (i64); a backward jump charges fuel.
+    BrI64LeS { lhs: Slot, rhs: Slot, target: u32 },
+    /// Jumps to `target` if `lhs LeU rhs` (i64); a backward jump charges fuel.
+    BrI64LeU { lhs: Slot, rhs: Slot, target: u32 },
+    /// Jumps to `target` if `lhs GeS rhs` (i64); a backward jump charges fuel.
+    BrI64GeS { lhs: Slot, rhs: Slot, target: u32 },
+    /// Jumps to `target` if `lhs GeU rhs` (i64); a backward jump charges fuel.
+    BrI64GeU { lhs: Slot, rhs: Slot, target: u32 },
     /// Jumps to the `min(index, len - 1)`-th of the `len` `Br` instructions that follow.
     BrTable { index: Slot, len: u32 },
     /// Copies one slot.

@@ -106,7 +106,26 @@ impl Instr {
             | Instr::BrLoop { target }
             | Instr::BrIfNez { target, .. }
             | Instr::BrIfEqz { target, .. }
-            | Instr::BrIfNezLoop { target, .. } => Some(target),
+            | Instr::BrI32Eq { target, .. }
+            | Instr::BrI32Ne { target, .. }
+            | Instr::BrI32LtS { target, .. }
+            | Instr::BrI32LtU { target, .. }
+            | Instr::BrI32GtS { target, .. }
+            | Instr::BrI32GtU { target, .. }
+            | Instr::BrI32LeS { target, .. }
+            | Instr::BrI32LeU { target, .. }
+            | Instr::BrI32GeS { target, .. }
+            | Instr::BrI32GeU { target, .. }
+            | Instr::BrI64Eq { target, .. }
+            | Instr::BrI64Ne { target, .. }
+            | Instr::BrI64LtS { target, .. }
+            | Instr::BrI64LtU { target, .. }
+            | Instr::BrI64GtS { target, .. }
+            | Instr::BrI64GtU { target, .. }
+            | Instr::BrI64LeS { target, .. }
+            | Instr::BrI64LeU { target, .. }
+            | Instr::BrI64GeS { target, .. }
+            | Instr::BrI64GeU { target, .. } => Some(target),
             _ => None,
         }
     }
@@ -145,19 +164,43 @@ mod tests {
 
     #[test]
     fn result_slot_is_dst_only() {
-        let mut add = Instr::I32Add { dst: Slot(7), lhs: Slot(7), rhs: Slot(8) };
+        let mut add = Instr::I32Add {
+            dst: Slot(7),
+            lhs: Slot(7),
+            rhs: Slot(8),
+        };
         assert_eq!(add.result_slot(), Some(Slot(7)));
         assert!(add.set_result_slot(Slot(1)));
-        assert_eq!(add, Instr::I32Add { dst: Slot(1), lhs: Slot(7), rhs: Slot(8) });
-        let mut store = Instr::I32Store { ptr: Slot(0), value: Slot(1), offset: 4 };
+        assert_eq!(
+            add,
+            Instr::I32Add {
+                dst: Slot(1),
+                lhs: Slot(7),
+                rhs: Slot(8)
+            }
+        );
+        let mut store = Instr::I32Store {
+            ptr: Slot(0),
+            value: Slot(1),
+            offset: 4,
+        };
         assert!(store.result_slot().is_none());
     }
 
     #[test]
     fn branch_targets_are_patchable() {
-        let mut br = Instr::BrIfEqz { cond: Slot(3), target: 0 };
+        let mut br = Instr::BrIfEqz {
+            cond: Slot(3),
+            target: 0,
+        };
         *br.branch_target_mut().expect("branch") = 42;
-        assert_eq!(br, Instr::BrIfEqz { cond: Slot(3), target: 42 });
+        assert_eq!(
+            br,
+            Instr::BrIfEqz {
+                cond: Slot(3),
+                target: 42
+            }
+        );
         assert!((Instr::Return {}).branch_target_mut().is_none());
     }
 }

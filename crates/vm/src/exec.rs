@@ -13,7 +13,7 @@ use crate::{
     trap::BacktraceFrame,
     Error, Func, HostFuncId, Store, Trap, Value,
 };
-use ferrite_core::{StackLimits, TrapCode, ValType};
+use ferrite_core::{StackLimits, TrapCode};
 use ferrite_heap::LinearMemory;
 use ferrite_ir::Instr;
 use std::sync::{
@@ -51,7 +51,11 @@ enum State {
     Ready,
     /// A call of a host function is pending (the top-level function itself is a
     /// host function): `run` reports it.
-    HostCallPending { id: HostFuncId, func: Func, base: u32 },
+    HostCallPending {
+        id: HostFuncId,
+        func: Func,
+        base: u32,
+    },
     /// Waiting for [`Execution::resume_host`] to supply the results.
     AwaitingHost { func: Func, base: u32 },
     /// Done: finished or trapped.
@@ -73,7 +77,11 @@ enum Exit {
     Finished,
     OutOfFuel,
     Interrupted,
-    HostCall { func: Func, id: HostFuncId, base: usize },
+    HostCall {
+        func: Func,
+        id: HostFuncId,
+        base: usize,
+    },
 }
 
 impl Execution {
@@ -85,7 +93,10 @@ impl Execution {
     pub fn new(store: &Store, func: Func, args: &[Value]) -> Result<Self, Error> {
         let ty = store.func_type(func);
         if args.len() != ty.params().len()
-            || args.iter().zip(ty.params()).any(|(arg, param)| arg.ty() != *param)
+            || args
+                .iter()
+                .zip(ty.params())
+                .any(|(arg, param)| arg.ty() != *param)
         {
             let given: Vec<_> = args.iter().map(|a| a.ty().to_string()).collect();
             return Err(Error::usage(format!(
@@ -104,11 +115,22 @@ impl Execution {
         };
         match &store.funcs[func.0 as usize] {
             FuncEntity::Host { id, .. } => {
-                execution.state = State::HostCallPending { id: *id, func, base: 0 };
+                execution.state = State::HostCallPending {
+                    id: *id,
+                    func,
+                    base: 0,
+                };
             }
             FuncEntity::Wasm { .. } => {
-                push_frame(&mut execution.stack, &mut execution.frames, limits, store, func, 0)
-                    .map_err(Trap::new)?;
+                push_frame(
+                    &mut execution.stack,
+                    &mut execution.frames,
+                    limits,
+                    store,
+                    func,
+                    0,
+                )
+                .map_err(Trap::new)?;
             }
         }
         Ok(execution)
@@ -157,13 +179,12 @@ impl Execution {
             }
             State::Done => return Err(Error::usage("execution has already finished")),
         }
-        let mut fuel = budget.max(1);
         let exit = execute(
             &mut self.stack,
             &mut self.frames,
             store,
             self.limits,
-            &mut fuel,
+            budget.max(1),
             &self.interrupt,
         );
         match exit {
@@ -178,7 +199,10 @@ impl Execution {
             }
             Ok(Exit::HostCall { func, id, base }) => {
                 let args = self.host_args(store, func, base);
-                self.state = State::AwaitingHost { func, base: base as u32 };
+                self.state = State::AwaitingHost {
+                    func,
+                    base: base as u32,
+                };
                 Ok(RunOutcome::HostCall { id, args })
             }
             Err(code) => {
@@ -201,7 +225,9 @@ impl Execution {
         if results.len() != ty.results().len()
             || results.iter().zip(ty.results()).any(|(v, t)| v.ty() != *t)
         {
-            return Err(Error::usage(format!("host function of type {ty} returned {results:?}")));
+            return Err(Error::usage(format!(
+                "host function of type {ty} returned {results:?}"
+            )));
         }
         let base = base as usize;
         if self.stack.len() < base + results.len() {
@@ -236,7 +262,11 @@ impl Execution {
 
     fn results(&self, store: &Store) -> Vec<Value> {
         let ty = store.func_type(self.func);
-        ty.results().iter().enumerate().map(|(i, ty)| Value::from_cell(*ty, self.stack[i])).collect()
+        ty.results()
+            .iter()
+            .enumerate()
+            .map(|(i, ty)| Value::from_cell(*ty, self.stack[i]))
+            .collect()
     }
 
     fn backtrace(&self, store: &Store) -> Vec<BacktraceFrame> {
@@ -268,7 +298,9 @@ fn push_frame(
     func: Func,
     base: usize,
 ) -> Result<(), TrapCode> {
-    let (compiled, _) = store.compiled(func).expect("push_frame is only called for wasm functions");
+    let (compiled, _) = store
+        .compiled(func)
+        .expect("push_frame is only called for wasm functions");
     enter_frame(stack, frames, limits, compiled, func, base)
 }
 
@@ -292,14 +324,21 @@ fn enter_frame(
     stack[base + locals.start..base + locals.end].fill(0);
     let consts = base + compiled.const_base();
     stack[consts..consts + compiled.consts.len()].copy_from_slice(&compiled.consts);
-    frames.push(Frame { func, ip: 0, base: base as u32 });
+    frames.push(Frame {
+        func,
+        ip: 0,
+        base: base as u32,
+    });
     Ok(())
 }
 
 #[cold]
 #[inline(never)]
 fn grow_stack(stack: &mut Vec<u64>, end: usize, limits: StackLimits) {
-    let target = end.max(stack.len() * 2).max(1024).min(limits.value_slots_max as usize);
+    let target = end
+        .max(stack.len() * 2)
+        .max(1024)
+        .min(limits.value_slots_max as usize);
     stack.resize(target.max(end), 0);
 }
 
@@ -319,27 +358,46 @@ fn execute(
     frames: &mut Vec<Frame>,
     store: &mut Store,
     limits: StackLimits,
-    fuel: &mut u64,
+    mut fuel: u64,
     interrupt: &AtomicBool,
 ) -> Result<Exit, TrapCode> {
-    let Store { funcs, instances, memories, tables, globals, elems, datas, .. } = store;
+    let Store {
+        funcs,
+        instances,
+        memories,
+        tables,
+        globals,
+        elems,
+        datas,
+        ..
+    } = store;
     let funcs: &[FuncEntity] = funcs;
     let instances: &[InstanceEntity] = instances;
     let mut no_memory = LinearMemory::new(0, Some(0)).expect("an empty memory is valid");
 
     let mut frame = *frames.last().expect("execute needs a frame");
-    let mut ip: usize;
+    // The next instruction, as a pointer into `code` (the position is
+    // `pc - code.as_ptr()`, see `ip!`).
+    let mut pc: *const Instr;
     let mut base: usize;
     let mut code: &[Instr];
     let mut inst: &InstanceEntity;
     let mut mem: &mut LinearMemory;
+    // Slot 0 of the current frame. Recomputed whenever `stack` may have been
+    // reallocated (a call) or the frame changes (call, return): see `load_frame`.
+    let mut regs: *mut u64;
 
     // Loads the cached state of the frame on top of `frames`. Invalidates the
     // cached code, instance and memory: they belong to the frame's function.
     macro_rules! load_frame {
         ($frame:expr) => {{
             let f: Frame = $frame;
-            let FuncEntity::Wasm { module, code: index, instance, .. } = &funcs[f.func.0 as usize]
+            let FuncEntity::Wasm {
+                module,
+                code: index,
+                instance,
+                ..
+            } = &funcs[f.func.0 as usize]
             else {
                 unreachable!("frames hold wasm functions only")
             };
@@ -349,15 +407,43 @@ fn execute(
                 Some(memory) => &mut memories[memory.0 as usize],
                 None => &mut no_memory,
             };
-            ip = f.ip as usize;
+            debug_assert!((f.ip as usize) < code.len());
+            // SAFETY: saved positions are instruction indices within the code.
+            pc = unsafe { code.as_ptr().add(f.ip as usize) };
             base = f.base as usize;
+            debug_assert!(
+                base + usize::from(module.code[*index as usize].frame_slots) <= stack.len()
+            );
+            // SAFETY: `enter_frame` made `stack` hold the frame's slots, so `base` is
+            // in bounds (or one past the end for an empty frame).
+            regs = unsafe { stack.as_mut_ptr().add(base) };
         }};
     }
     load_frame!(frame);
 
+    // A slot of the current frame, as a place.
     macro_rules! r {
         ($slot:expr) => {
-            stack[base + $slot.index()]
+            // SAFETY: `regs` points at slot 0 of the current frame, whose
+            // `frame_slots` cells lie within `stack` (`enter_frame`), and the
+            // translator verified that every slot operand is below `frame_slots`
+            // (`translate::verify`).
+            (*unsafe { &mut *regs.add($slot.index()) })
+        };
+    }
+    // The index of the instruction `pc` points at.
+    macro_rules! ip {
+        () => {
+            // SAFETY: `pc` and `code` point into the same code slice.
+            unsafe { pc.offset_from(code.as_ptr()) as usize }
+        };
+    }
+    // Jumps to instruction `target` of the current code.
+    macro_rules! jump {
+        ($target:expr) => {
+            // SAFETY: branch targets are verified to be within the code
+            // (`translate::verify`).
+            pc = unsafe { code.as_ptr().add($target as usize) }
         };
     }
     macro_rules! save_ip {
@@ -369,7 +455,7 @@ fn execute(
     }
     macro_rules! trap {
         ($code:expr) => {{
-            save_ip!(ip - 1);
+            save_ip!(ip!() - 1);
             return Err($code);
         }};
     }
@@ -469,14 +555,27 @@ fn execute(
     // is consistent (ip is the next instruction to run), so stopping is safe.
     macro_rules! checkpoint_point {
         ($cost:expr) => {{
-            *fuel = fuel.saturating_sub($cost);
-            if *fuel == 0 {
-                save_ip!(ip);
+            fuel = fuel.saturating_sub($cost);
+            if fuel == 0 {
+                save_ip!(ip!());
                 return Ok(Exit::OutOfFuel);
             }
             if interrupt.load(Ordering::Relaxed) {
-                save_ip!(ip);
+                save_ip!(ip!());
                 return Ok(Exit::Interrupted);
+            }
+        }};
+    }
+    // A taken conditional branch; a backward one is a loop back-edge.
+    macro_rules! branch_if {
+        ($cond:expr, $target:expr) => {{
+            if $cond {
+                let target = $target as usize;
+                let ip = ip!();
+                jump!(target);
+                if target < ip {
+                    checkpoint_point!((ip - target) as u64);
+                }
             }
         }};
     }
@@ -484,60 +583,127 @@ fn execute(
         ($callee:expr, $base:expr) => {{
             let callee: Func = $callee;
             let callee_base = base + $base.index();
-            save_ip!(ip);
+            save_ip!(ip!());
             match &funcs[callee.0 as usize] {
-                FuncEntity::Wasm { module, code: index, .. } => {
+                FuncEntity::Wasm {
+                    module,
+                    code: index,
+                    ..
+                } => {
                     let compiled = &module.code[*index as usize];
-                    tri!(enter_frame(stack, frames, limits, compiled, callee, callee_base));
+                    tri!(enter_frame(
+                        stack,
+                        frames,
+                        limits,
+                        compiled,
+                        callee,
+                        callee_base
+                    ));
                     frame = *frames.last().expect("just pushed");
                     load_frame!(frame);
                     checkpoint_point!(1);
                 }
                 FuncEntity::Host { id, .. } => {
-                    return Ok(Exit::HostCall { func: callee, id: *id, base: callee_base });
+                    return Ok(Exit::HostCall {
+                        func: callee,
+                        id: *id,
+                        base: callee_base,
+                    });
                 }
             }
         }};
     }
 
     loop {
-        let instr = code[ip];
-        ip += 1;
-        match instr {
+        debug_assert!(ip!() < code.len());
+        // SAFETY: `pc` starts at 0 or a saved position and only ever becomes a
+        // verified branch target or the next instruction; the translator verified
+        // that targets are in bounds and that no path runs past the last
+        // instruction (`translate::verify`).
+        let instr = unsafe { &*pc };
+        // SAFETY: as above; at most one past the last instruction, never read there.
+        pc = unsafe { pc.add(1) };
+        match *instr {
             Instr::Trap { code } => trap!(code),
-            Instr::Br { target } => ip = target as usize,
+            Instr::Br { target } => jump!(target),
             Instr::BrLoop { target } => {
-                let cost = (ip - target as usize) as u64;
-                ip = target as usize;
+                let cost = (ip!() - target as usize) as u64;
+                jump!(target);
                 checkpoint_point!(cost);
             }
-            Instr::BrIfNez { cond, target } => {
-                if r!(cond) as u32 != 0 {
-                    ip = target as usize;
-                }
+            Instr::BrIfNez { cond, target } => branch_if!(r!(cond) as u32 != 0, target),
+            Instr::BrIfEqz { cond, target } => branch_if!(r!(cond) as u32 == 0, target),
+            Instr::BrI32Eq { lhs, rhs, target } => {
+                branch_if!(r!(lhs) as u32 == r!(rhs) as u32, target)
             }
-            Instr::BrIfEqz { cond, target } => {
-                if r!(cond) as u32 == 0 {
-                    ip = target as usize;
-                }
+            Instr::BrI32Ne { lhs, rhs, target } => {
+                branch_if!(r!(lhs) as u32 != r!(rhs) as u32, target)
             }
-            Instr::BrIfNezLoop { cond, target } => {
-                if r!(cond) as u32 != 0 {
-                    let cost = (ip - target as usize) as u64;
-                    ip = target as usize;
-                    checkpoint_point!(cost);
-                }
+            Instr::BrI32LtS { lhs, rhs, target } => {
+                branch_if!((r!(lhs) as i32) < r!(rhs) as i32, target);
             }
+            Instr::BrI32LtU { lhs, rhs, target } => {
+                branch_if!((r!(lhs) as u32) < r!(rhs) as u32, target)
+            }
+            Instr::BrI32GtS { lhs, rhs, target } => {
+                branch_if!(r!(lhs) as i32 > r!(rhs) as i32, target)
+            }
+            Instr::BrI32GtU { lhs, rhs, target } => {
+                branch_if!(r!(lhs) as u32 > r!(rhs) as u32, target)
+            }
+            Instr::BrI32LeS { lhs, rhs, target } => {
+                branch_if!(r!(lhs) as i32 <= r!(rhs) as i32, target)
+            }
+            Instr::BrI32LeU { lhs, rhs, target } => {
+                branch_if!(r!(lhs) as u32 <= r!(rhs) as u32, target)
+            }
+            Instr::BrI32GeS { lhs, rhs, target } => {
+                branch_if!(r!(lhs) as i32 >= r!(rhs) as i32, target)
+            }
+            Instr::BrI32GeU { lhs, rhs, target } => {
+                branch_if!(r!(lhs) as u32 >= r!(rhs) as u32, target)
+            }
+            Instr::BrI64Eq { lhs, rhs, target } => branch_if!(r!(lhs) == r!(rhs), target),
+            Instr::BrI64Ne { lhs, rhs, target } => branch_if!(r!(lhs) != r!(rhs), target),
+            Instr::BrI64LtS { lhs, rhs, target } => {
+                branch_if!((r!(lhs) as i64) < r!(rhs) as i64, target);
+            }
+            Instr::BrI64LtU { lhs, rhs, target } => branch_if!(r!(lhs) < r!(rhs), target),
+            Instr::BrI64GtS { lhs, rhs, target } => {
+                branch_if!(r!(lhs) as i64 > r!(rhs) as i64, target)
+            }
+            Instr::BrI64GtU { lhs, rhs, target } => branch_if!(r!(lhs) > r!(rhs), target),
+            Instr::BrI64LeS { lhs, rhs, target } => {
+                branch_if!(r!(lhs) as i64 <= r!(rhs) as i64, target)
+            }
+            Instr::BrI64LeU { lhs, rhs, target } => branch_if!(r!(lhs) <= r!(rhs), target),
+            Instr::BrI64GeS { lhs, rhs, target } => {
+                branch_if!(r!(lhs) as i64 >= r!(rhs) as i64, target)
+            }
+            Instr::BrI64GeU { lhs, rhs, target } => branch_if!(r!(lhs) >= r!(rhs), target),
             Instr::BrTable { index, len } => {
-                ip += (r!(index) as u32).min(len - 1) as usize;
+                let entry = (r!(index) as u32).min(len - 1) as usize;
+                // SAFETY: the `len` entries follow the `BrTable` (`translate::verify`).
+                pc = unsafe { pc.add(entry) };
             }
             Instr::Copy { dst, src } => r!(dst) = r!(src),
-            Instr::CopySpan { target, source, len } => {
-                let source = base + source.index();
-                stack.copy_within(source..source + usize::from(len), base + target.index());
+            Instr::CopySpan {
+                target,
+                source,
+                len,
+            } => {
+                // SAFETY: both ranges lie within the frame (`translate::verify`);
+                // `ptr::copy` allows them to overlap.
+                unsafe {
+                    std::ptr::copy(
+                        regs.add(source.index()),
+                        regs.add(target.index()),
+                        usize::from(len),
+                    );
+                }
             }
             Instr::ReturnSlot { src } => {
-                stack[base] = r!(src);
+                r!(ferrite_ir::Slot(0)) = r!(src);
                 frames.pop();
                 match frames.last() {
                     Some(caller) => load_frame!(*caller),
@@ -551,14 +717,25 @@ fn execute(
                     None => return Ok(Exit::Finished),
                 }
             }
-            Instr::CallInternal { func, base: callee_base } => {
+            Instr::CallInternal {
+                func,
+                base: callee_base,
+            } => {
                 let callee = inst.funcs[(inst.module.imported_funcs + func) as usize];
                 call!(callee, callee_base);
             }
-            Instr::CallImport { func, base: callee_base } => {
+            Instr::CallImport {
+                func,
+                base: callee_base,
+            } => {
                 call!(inst.funcs[func as usize], callee_base);
             }
-            Instr::CallIndirect { type_index, table: t, index, base: callee_base } => {
+            Instr::CallIndirect {
+                type_index,
+                table: t,
+                index,
+                base: callee_base,
+            } => {
                 let entity = &tables[inst.tables[t as usize].0 as usize];
                 let Some(&cell) = entity.cells.get(r!(index) as u32 as usize) else {
                     trap!(TrapCode::UndefinedElement)
@@ -572,8 +749,17 @@ fn execute(
                 }
                 call!(callee, callee_base);
             }
-            Instr::Select { dst, cond, if_true, if_false } => {
-                r!(dst) = if r!(cond) as u32 != 0 { r!(if_true) } else { r!(if_false) };
+            Instr::Select {
+                dst,
+                cond,
+                if_true,
+                if_false,
+            } => {
+                r!(dst) = if r!(cond) as u32 != 0 {
+                    r!(if_true)
+                } else {
+                    r!(if_false)
+                };
             }
             Instr::RefIsNull { dst, src } => r!(dst) = u64::from(r!(src) == 0),
             Instr::RefFunc { dst, func } => r!(dst) = u64::from(inst.funcs[func as usize].0) + 1,
@@ -583,14 +769,22 @@ fn execute(
             Instr::GlobalSet { src, global } => {
                 globals[inst.globals[global as usize].0 as usize].cell = r!(src);
             }
-            Instr::TableGet { dst, index, table: t } => {
+            Instr::TableGet {
+                dst,
+                index,
+                table: t,
+            } => {
                 let entity = table(tables, inst, t);
                 match entity.cells.get(r!(index) as u32 as usize) {
                     Some(&cell) => r!(dst) = cell,
                     None => trap!(TrapCode::TableOutOfBounds),
                 }
             }
-            Instr::TableSet { index, value, table: t } => {
+            Instr::TableSet {
+                index,
+                value,
+                table: t,
+            } => {
                 let value = r!(value);
                 let entity = table(tables, inst, t);
                 match entity.cells.get_mut(r!(index) as u32 as usize) {
@@ -601,12 +795,22 @@ fn execute(
             Instr::TableSize { dst, table: t } => {
                 r!(dst) = table(tables, inst, t).cells.len() as u64;
             }
-            Instr::TableGrow { dst, init, delta, table: t } => {
+            Instr::TableGrow {
+                dst,
+                init,
+                delta,
+                table: t,
+            } => {
                 let (init, delta) = (r!(init), r!(delta) as u32);
                 let old = table(tables, inst, t).grow(delta, init);
                 r!(dst) = u64::from(old.unwrap_or(u32::MAX));
             }
-            Instr::TableFill { index, value, len, table: t } => {
+            Instr::TableFill {
+                index,
+                value,
+                len,
+                table: t,
+            } => {
                 let (start, value, len) = (r!(index) as u32 as usize, r!(value), r!(len) as u32);
                 let entity = table(tables, inst, t);
                 let Some(cells) = entity.cells.get_mut(start..start + len as usize) else {
@@ -614,7 +818,13 @@ fn execute(
                 };
                 cells.fill(value);
             }
-            Instr::TableCopy { target, source, len, target_table, source_table } => {
+            Instr::TableCopy {
+                target,
+                source,
+                len,
+                target_table,
+                source_table,
+            } => {
                 let (target, source) = (r!(target) as u32 as usize, r!(source) as u32 as usize);
                 let len = r!(len) as u32 as usize;
                 let source_cells = &table(tables, inst, source_table).cells;
@@ -628,7 +838,13 @@ fn execute(
                 };
                 slice.copy_from_slice(&cells);
             }
-            Instr::TableInit { target, source, len, table: t, elem } => {
+            Instr::TableInit {
+                target,
+                source,
+                len,
+                table: t,
+                elem,
+            } => {
                 let (target, source) = (r!(target) as u32 as usize, r!(source) as u32 as usize);
                 let len = r!(len) as u32 as usize;
                 let segment = &elems[inst.elems[elem as usize] as usize];
@@ -647,20 +863,39 @@ fn execute(
                 let old = mem.grow(r!(delta) as u32);
                 r!(dst) = u64::from(old.unwrap_or(u32::MAX));
             }
-            Instr::MemoryFill { address, value, len } => {
+            Instr::MemoryFill {
+                address,
+                value,
+                len,
+            } => {
                 let (address, value) = (r!(address) as u32, r!(value) as u8);
-                if mem.fill(u64::from(address), value, u64::from(r!(len) as u32)).is_err() {
+                if mem
+                    .fill(u64::from(address), value, u64::from(r!(len) as u32))
+                    .is_err()
+                {
                     trap!(TrapCode::MemoryOutOfBounds);
                 }
             }
-            Instr::MemoryCopy { target, source, len } => {
+            Instr::MemoryCopy {
+                target,
+                source,
+                len,
+            } => {
                 let (target, source) = (r!(target) as u32, r!(source) as u32);
                 let len = u64::from(r!(len) as u32);
-                if mem.copy_within(u64::from(target), u64::from(source), len).is_err() {
+                if mem
+                    .copy_within(u64::from(target), u64::from(source), len)
+                    .is_err()
+                {
                     trap!(TrapCode::MemoryOutOfBounds);
                 }
             }
-            Instr::MemoryInit { target, source, len, data } => {
+            Instr::MemoryInit {
+                target,
+                source,
+                len,
+                data,
+            } => {
                 let (target, source) = (r!(target) as u32, r!(source) as u32 as usize);
                 let len = r!(len) as u32 as usize;
                 let segment = &datas[inst.datas[data as usize] as usize];
@@ -686,13 +921,17 @@ fn execute(
                 load!(dst, ptr, offset, 8, |b| u64::from_le_bytes(b));
             }
             Instr::I32Load8S { dst, ptr, offset } => {
-                load!(dst, ptr, offset, 1, |b| u64::from(i8::from_le_bytes(b) as i32 as u32));
+                load!(dst, ptr, offset, 1, |b| u64::from(
+                    i8::from_le_bytes(b) as i32 as u32
+                ));
             }
             Instr::I32Load8U { dst, ptr, offset } => {
                 load!(dst, ptr, offset, 1, |b| u64::from(b[0]));
             }
             Instr::I32Load16S { dst, ptr, offset } => {
-                load!(dst, ptr, offset, 2, |b| u64::from(i16::from_le_bytes(b) as i32 as u32));
+                load!(dst, ptr, offset, 2, |b| u64::from(
+                    i16::from_le_bytes(b) as i32 as u32
+                ));
             }
             Instr::I32Load16U { dst, ptr, offset } => {
                 load!(dst, ptr, offset, 2, |b| u64::from(u16::from_le_bytes(b)));
@@ -831,7 +1070,9 @@ fn execute(
 
             Instr::I32Eq { dst, lhs, rhs } => i32_bin!(dst, lhs, rhs, |a, b| a == b),
             Instr::I32Ne { dst, lhs, rhs } => i32_bin!(dst, lhs, rhs, |a, b| a != b),
-            Instr::I32LtS { dst, lhs, rhs } => i32_bin!(dst, lhs, rhs, |a, b| (a as i32) < b as i32),
+            Instr::I32LtS { dst, lhs, rhs } => {
+                i32_bin!(dst, lhs, rhs, |a, b| (a as i32) < b as i32)
+            }
             Instr::I32LtU { dst, lhs, rhs } => i32_bin!(dst, lhs, rhs, |a, b| a < b),
             Instr::I32GtS { dst, lhs, rhs } => i32_bin!(dst, lhs, rhs, |a, b| a as i32 > b as i32),
             Instr::I32GtU { dst, lhs, rhs } => i32_bin!(dst, lhs, rhs, |a, b| a > b),
@@ -841,7 +1082,9 @@ fn execute(
             Instr::I32GeU { dst, lhs, rhs } => i32_bin!(dst, lhs, rhs, |a, b| a >= b),
             Instr::I64Eq { dst, lhs, rhs } => i64_bin!(dst, lhs, rhs, |a, b| a == b),
             Instr::I64Ne { dst, lhs, rhs } => i64_bin!(dst, lhs, rhs, |a, b| a != b),
-            Instr::I64LtS { dst, lhs, rhs } => i64_bin!(dst, lhs, rhs, |a, b| (a as i64) < b as i64),
+            Instr::I64LtS { dst, lhs, rhs } => {
+                i64_bin!(dst, lhs, rhs, |a, b| (a as i64) < b as i64)
+            }
             Instr::I64LtU { dst, lhs, rhs } => i64_bin!(dst, lhs, rhs, |a, b| a < b),
             Instr::I64GtS { dst, lhs, rhs } => i64_bin!(dst, lhs, rhs, |a, b| a as i64 > b as i64),
             Instr::I64GtU { dst, lhs, rhs } => i64_bin!(dst, lhs, rhs, |a, b| a > b),
@@ -866,13 +1109,17 @@ fn execute(
             Instr::I32Sub { dst, lhs, rhs } => i32_bin!(dst, lhs, rhs, |a, b| a.wrapping_sub(b)),
             Instr::I32Mul { dst, lhs, rhs } => i32_bin!(dst, lhs, rhs, |a, b| a.wrapping_mul(b)),
             Instr::I32DivS { dst, lhs, rhs } => {
-                i32_bin!(dst, lhs, rhs, |a, b| tri!(ops::i32_div_s(a as i32, b as i32)));
+                i32_bin!(dst, lhs, rhs, |a, b| tri!(ops::i32_div_s(
+                    a as i32, b as i32
+                )));
             }
             Instr::I32DivU { dst, lhs, rhs } => {
                 i32_bin!(dst, lhs, rhs, |a, b| tri!(ops::i32_div_u(a, b)));
             }
             Instr::I32RemS { dst, lhs, rhs } => {
-                i32_bin!(dst, lhs, rhs, |a, b| tri!(ops::i32_rem_s(a as i32, b as i32)));
+                i32_bin!(dst, lhs, rhs, |a, b| tri!(ops::i32_rem_s(
+                    a as i32, b as i32
+                )));
             }
             Instr::I32RemU { dst, lhs, rhs } => {
                 i32_bin!(dst, lhs, rhs, |a, b| tri!(ops::i32_rem_u(a, b)));
@@ -891,13 +1138,17 @@ fn execute(
             Instr::I64Sub { dst, lhs, rhs } => i64_bin!(dst, lhs, rhs, |a, b| a.wrapping_sub(b)),
             Instr::I64Mul { dst, lhs, rhs } => i64_bin!(dst, lhs, rhs, |a, b| a.wrapping_mul(b)),
             Instr::I64DivS { dst, lhs, rhs } => {
-                i64_bin!(dst, lhs, rhs, |a, b| tri!(ops::i64_div_s(a as i64, b as i64)));
+                i64_bin!(dst, lhs, rhs, |a, b| tri!(ops::i64_div_s(
+                    a as i64, b as i64
+                )));
             }
             Instr::I64DivU { dst, lhs, rhs } => {
                 i64_bin!(dst, lhs, rhs, |a, b| tri!(ops::i64_div_u(a, b)));
             }
             Instr::I64RemS { dst, lhs, rhs } => {
-                i64_bin!(dst, lhs, rhs, |a, b| tri!(ops::i64_rem_s(a as i64, b as i64)));
+                i64_bin!(dst, lhs, rhs, |a, b| tri!(ops::i64_rem_s(
+                    a as i64, b as i64
+                )));
             }
             Instr::I64RemU { dst, lhs, rhs } => {
                 i64_bin!(dst, lhs, rhs, |a, b| tri!(ops::i64_rem_u(a, b)));
@@ -943,6 +1194,3 @@ fn execute(
         }
     }
 }
-
-#[allow(dead_code)]
-fn _assert_types(_: ValType) {}

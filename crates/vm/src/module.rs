@@ -18,7 +18,10 @@ pub(crate) fn supported_features() -> WasmFeatures {
 fn unsupported_features() -> [(WasmFeatures, &'static str); 12] {
     [
         (WasmFeatures::SIMD, "simd"),
-        (WasmFeatures::RELAXED_SIMD.union(WasmFeatures::SIMD), "relaxed-simd"),
+        (
+            WasmFeatures::RELAXED_SIMD.union(WasmFeatures::SIMD),
+            "relaxed-simd",
+        ),
         (WasmFeatures::TAIL_CALL, "tail-call"),
         (WasmFeatures::MEMORY64, "memory64"),
         (WasmFeatures::THREADS, "threads"),
@@ -27,7 +30,10 @@ fn unsupported_features() -> [(WasmFeatures, &'static str); 12] {
         (WasmFeatures::LEGACY_EXCEPTIONS, "legacy-exception-handling"),
         (WasmFeatures::EXTENDED_CONST, "extended-const"),
         (WasmFeatures::FUNCTION_REFERENCES, "function-references"),
-        (WasmFeatures::GC.union(WasmFeatures::FUNCTION_REFERENCES), "gc"),
+        (
+            WasmFeatures::GC.union(WasmFeatures::FUNCTION_REFERENCES),
+            "gc",
+        ),
         (WasmFeatures::CUSTOM_PAGE_SIZES, "custom-page-sizes"),
     ]
 }
@@ -133,7 +139,9 @@ impl Module {
     pub fn new(bytes: &[u8]) -> Result<Self, Error> {
         validate(bytes)?;
         let inner = parse(bytes).map_err(|e| Error::Invalid(e.to_string()))??;
-        Ok(Self { inner: Arc::new(inner) })
+        Ok(Self {
+            inner: Arc::new(inner),
+        })
     }
 
     /// Like [`Module::new`], but also accepts the WebAssembly text format.
@@ -168,7 +176,9 @@ impl Module {
         let defined = |index: u32, imported: u32| (index - imported) as usize;
         Some(match export.kind {
             ExportKind::Func => ExternType::Func(self.func_type(export.index)?.clone()),
-            ExportKind::Table => match inner.imports_of(ExportKind::Table).nth(export.index as usize)
+            ExportKind::Table => match inner
+                .imports_of(ExportKind::Table)
+                .nth(export.index as usize)
             {
                 Some(ty) => ty,
                 None => {
@@ -176,7 +186,10 @@ impl Module {
                 }
             },
             ExportKind::Memory => {
-                match inner.imports_of(ExportKind::Memory).nth(export.index as usize) {
+                match inner
+                    .imports_of(ExportKind::Memory)
+                    .nth(export.index as usize)
+                {
                     Some(ty) => ty,
                     None => ExternType::Memory(
                         inner.memories[defined(export.index, inner.imported_memories)],
@@ -184,7 +197,10 @@ impl Module {
                 }
             }
             ExportKind::Global => {
-                match inner.imports_of(ExportKind::Global).nth(export.index as usize) {
+                match inner
+                    .imports_of(ExportKind::Global)
+                    .nth(export.index as usize)
+                {
                     Some(ty) => ty,
                     None => ExternType::Global(
                         inner.globals[defined(export.index, inner.imported_globals)].0,
@@ -226,7 +242,10 @@ fn validate(bytes: &[u8]) -> Result<(), Error> {
     };
     for (feature, name) in unsupported_features() {
         let features = supported_features().union(feature);
-        if Validator::new_with_features(features).validate_all(bytes).is_ok() {
+        if Validator::new_with_features(features)
+            .validate_all(bytes)
+            .is_ok()
+        {
             return Err(Error::Unsupported(name.to_string()));
         }
     }
@@ -256,20 +275,31 @@ fn ref_type(ty: wasmparser::RefType) -> Result<RefType, Error> {
 
 fn limits(initial: u64, maximum: Option<u64>) -> Limits {
     // Validation bounds 32-bit tables and memories to u32.
-    Limits { minimum: initial as u32, maximum: maximum.map(|m| m as u32) }
+    Limits {
+        minimum: initial as u32,
+        maximum: maximum.map(|m| m as u32),
+    }
 }
 
 fn table_type(ty: &wasmparser::TableType) -> Result<TableType, Error> {
-    Ok(TableType { element: ref_type(ty.element_type)?, limits: limits(ty.initial, ty.maximum) })
+    Ok(TableType {
+        element: ref_type(ty.element_type)?,
+        limits: limits(ty.initial, ty.maximum),
+    })
 }
 
 fn memory_type(ty: &wasmparser::MemoryType) -> MemoryType {
     debug_assert!(ty.initial <= u64::from(WASM_PAGES_MAX));
-    MemoryType { limits: limits(ty.initial, ty.maximum) }
+    MemoryType {
+        limits: limits(ty.initial, ty.maximum),
+    }
 }
 
 fn global_type(ty: &wasmparser::GlobalType) -> Result<GlobalType, Error> {
-    Ok(GlobalType { content: val_type(ty.content_type)?, mutable: ty.mutable })
+    Ok(GlobalType {
+        content: val_type(ty.content_type)?,
+        mutable: ty.mutable,
+    })
 }
 
 fn const_expr(expr: &wasmparser::ConstExpr<'_>) -> Result<ConstExpr, Error> {
@@ -322,7 +352,6 @@ fn parse(bytes: &[u8]) -> Result<Result<ModuleInner, Error>, wasmparser::BinaryR
         types: &module.types,
         funcs: &module.funcs,
         imported_funcs: module.imported_funcs,
-        imported_globals: module.imported_globals,
     };
     let mut code = Vec::with_capacity(bodies.len());
     for (i, body) in bodies.into_iter().enumerate() {
@@ -356,7 +385,8 @@ fn parse_payload<'a>(
             for group in reader {
                 for sub in group?.into_types() {
                     let func = sub.unwrap_func();
-                    let params: Vec<_> = check!(func.params().iter().map(|t| val_type(*t)).collect());
+                    let params: Vec<_> =
+                        check!(func.params().iter().map(|t| val_type(*t)).collect());
                     let results: Vec<_> =
                         check!(func.results().iter().map(|t| val_type(*t)).collect());
                     module.types.push(FuncType::new(params, results));
@@ -414,7 +444,9 @@ fn parse_payload<'a>(
             for global in reader {
                 let global = global?;
                 let ty = check!(global_type(&global.ty));
-                module.globals.push((ty, check!(const_expr(&global.init_expr))));
+                module
+                    .globals
+                    .push((ty, check!(const_expr(&global.init_expr))));
             }
         }
         Payload::ExportSection(reader) => {
@@ -431,7 +463,11 @@ fn parse_payload<'a>(
                         return Ok(Err(Error::Unsupported("exception-handling".into())))
                     }
                 };
-                module.exports.push(Export { name: export.name.to_string(), kind, index: export.index });
+                module.exports.push(Export {
+                    name: export.name.to_string(),
+                    kind,
+                    index: export.index,
+                });
             }
         }
         Payload::StartSection { func, .. } => module.start = Some(func),
@@ -445,14 +481,18 @@ fn parse_payload<'a>(
                 let data = data?;
                 let mode = match data.kind {
                     wasmparser::DataKind::Passive => SegmentMode::Passive,
-                    wasmparser::DataKind::Active { memory_index, offset_expr } => {
-                        SegmentMode::Active {
-                            index: memory_index,
-                            offset: check!(const_expr(&offset_expr)),
-                        }
-                    }
+                    wasmparser::DataKind::Active {
+                        memory_index,
+                        offset_expr,
+                    } => SegmentMode::Active {
+                        index: memory_index,
+                        offset: check!(const_expr(&offset_expr)),
+                    },
                 };
-                module.datas.push(DataSegment { mode, bytes: Arc::from(data.data) });
+                module.datas.push(DataSegment {
+                    mode,
+                    bytes: Arc::from(data.data),
+                });
             }
         }
         Payload::CodeSectionEntry(body) => bodies.push(body),
@@ -473,12 +513,16 @@ fn elem_segment(
     let mode = match elem.kind {
         wasmparser::ElementKind::Passive => SegmentMode::Passive,
         wasmparser::ElementKind::Declared => SegmentMode::Declared,
-        wasmparser::ElementKind::Active { table_index, offset_expr } => {
-            match const_expr(&offset_expr) {
-                Ok(offset) => SegmentMode::Active { index: table_index.unwrap_or(0), offset },
-                Err(error) => return Ok(Err(error)),
-            }
-        }
+        wasmparser::ElementKind::Active {
+            table_index,
+            offset_expr,
+        } => match const_expr(&offset_expr) {
+            Ok(offset) => SegmentMode::Active {
+                index: table_index.unwrap_or(0),
+                offset,
+            },
+            Err(error) => return Ok(Err(error)),
+        },
     };
     let mut items = Vec::new();
     match elem.items {
@@ -496,7 +540,10 @@ fn elem_segment(
             }
         }
     }
-    Ok(Ok(ElemSegment { mode, items: items.into() }))
+    Ok(Ok(ElemSegment {
+        mode,
+        items: items.into(),
+    }))
 }
 
 fn parse_names(

@@ -136,6 +136,9 @@ mod tests {
         assert_eq!(i32_trunc_f32_u(-1.0), Err(TrapCode::IntegerOverflow));
         assert_eq!(i32_trunc_f64_s(-2147483648.9), Ok(i32::MIN));
         assert_eq!(i32_trunc_f64_s(2147483647.9), Ok(i32::MAX));
-        assert_eq!(i64_trunc_f64_s(f64::NAN), Err(TrapCode::InvalidConversionToInteger));
+        assert_eq!(
+            i64_trunc_f64_s(f64::NAN),
+            Err(TrapCode::InvalidConversionToInteger)
+        );
     }
 }

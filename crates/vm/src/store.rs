@@ -124,14 +124,24 @@ pub trait HostHandler {
     ///
     /// # Errors
     /// A trap to raise in the calling wasm code.
-    fn call(&mut self, store: &mut Store, id: HostFuncId, args: &[Value]) -> Result<Vec<Value>, Trap>;
+    fn call(
+        &mut self,
+        store: &mut Store,
+        id: HostFuncId,
+        args: &[Value],
+    ) -> Result<Vec<Value>, Trap>;
 }
 
 impl<F> HostHandler for F
 where
     F: FnMut(&mut Store, HostFuncId, &[Value]) -> Result<Vec<Value>, Trap>,
 {
-    fn call(&mut self, store: &mut Store, id: HostFuncId, args: &[Value]) -> Result<Vec<Value>, Trap> {
+    fn call(
+        &mut self,
+        store: &mut Store,
+        id: HostFuncId,
+        args: &[Value],
+    ) -> Result<Vec<Value>, Trap> {
         self(store, id, args)
     }
 }
@@ -182,9 +192,16 @@ impl Store {
     /// If `init` does not have the global's type.
     pub fn alloc_global(&mut self, ty: GlobalType, init: Value) -> Result<Global, Error> {
         if init.ty() != ty.content {
-            return Err(Error::usage(format!("global of type {} given a {}", ty.content, init.ty())));
+            return Err(Error::usage(format!(
+                "global of type {} given a {}",
+                ty.content,
+                init.ty()
+            )));
         }
-        self.globals.push(GlobalEntity { ty, cell: init.to_cell() });
+        self.globals.push(GlobalEntity {
+            ty,
+            cell: init.to_cell(),
+        });
         Ok(Global(self.globals.len() as u32 - 1))
     }
 
@@ -197,7 +214,10 @@ impl Store {
             return Err(Error::usage("table initializer of the wrong type"));
         }
         if ty.limits.minimum > TABLE_ELEMENTS_MAX {
-            return Err(Error::Limit(format!("table of {} elements", ty.limits.minimum)));
+            return Err(Error::Limit(format!(
+                "table of {} elements",
+                ty.limits.minimum
+            )));
         }
         let cells = vec![init.to_cell(); ty.limits.minimum as usize];
         self.tables.push(TableEntity { ty, cells });
@@ -300,7 +320,10 @@ impl Store {
     /// The start function of an instance, if its module has one.
     pub fn start_func(&self, instance: Instance) -> Option<Func> {
         let entity = &self.instances[instance.0 as usize];
-        entity.module.start.map(|index| entity.funcs[index as usize])
+        entity
+            .module
+            .start
+            .map(|index| entity.funcs[index as usize])
     }
 
     /// The memory of an instance, if it has one.
@@ -339,7 +362,10 @@ impl Store {
                 Extern::Global(global) => entity.globals.push(global),
             }
         }
-        for (code, type_index) in inner.funcs[inner.imported_funcs as usize..].iter().enumerate() {
+        for (code, type_index) in inner.funcs[inner.imported_funcs as usize..]
+            .iter()
+            .enumerate()
+        {
             let sig = entity.types[*type_index as usize];
             self.funcs.push(FuncEntity::Wasm {
                 sig,
@@ -350,7 +376,9 @@ impl Store {
             entity.funcs.push(Func(self.funcs.len() as u32 - 1));
         }
         for ty in &inner.tables {
-            entity.tables.push(self.alloc_table(*ty, Value::default_of(ty.element.into()))?);
+            entity
+                .tables
+                .push(self.alloc_table(*ty, Value::default_of(ty.element.into()))?);
         }
         for ty in &inner.memories {
             entity.memory = Some(self.alloc_memory(*ty)?);
@@ -361,7 +389,11 @@ impl Store {
             entity.globals.push(Global(self.globals.len() as u32 - 1));
         }
         for segment in &inner.elems {
-            let cells = segment.items.iter().map(|item| self.eval_const(&entity, *item)).collect();
+            let cells = segment
+                .items
+                .iter()
+                .map(|item| self.eval_const(&entity, *item))
+                .collect();
             self.elems.push(cells);
             entity.elems.push(self.elems.len() as u32 - 1);
         }
@@ -412,7 +444,9 @@ impl Store {
         match expr {
             ConstExpr::Cell(cell) => cell,
             ConstExpr::RefFunc(index) => u64::from(instance.funcs[index as usize].0) + 1,
-            ConstExpr::GlobalGet(index) => self.globals[instance.globals[index as usize].0 as usize].cell,
+            ConstExpr::GlobalGet(index) => {
+                self.globals[instance.globals[index as usize].0 as usize].cell
+            }
         }
     }
 
@@ -442,7 +476,9 @@ impl Store {
             let data = entity.datas[i] as usize;
             if let SegmentMode::Active { offset, .. } = segment.mode {
                 let offset = self.eval_const(entity, offset) as u32;
-                let memory = entity.memory.expect("validated: active data needs a memory");
+                let memory = entity
+                    .memory
+                    .expect("validated: active data needs a memory");
                 self.memories[memory.0 as usize]
                     .write(u64::from(offset), &self.datas[data])
                     .map_err(|_| Trap::new(TrapCode::MemoryOutOfBounds))?;
@@ -496,9 +532,12 @@ impl Store {
 
     pub(crate) fn compiled(&self, func: Func) -> Option<(&CompiledFunc, Instance)> {
         match &self.funcs[func.0 as usize] {
-            FuncEntity::Wasm { module, code, instance, .. } => {
-                Some((&module.code[*code as usize], *instance))
-            }
+            FuncEntity::Wasm {
+                module,
+                code,
+                instance,
+                ..
+            } => Some((&module.code[*code as usize], *instance)),
             FuncEntity::Host { .. } => None,
         }
     }

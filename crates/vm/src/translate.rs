@@ -27,7 +27,6 @@ pub(crate) struct ModuleEnv<'a> {
     pub types: &'a [FuncType],
     pub funcs: &'a [u32],
     pub imported_funcs: u32,
-    pub imported_globals: u32,
 }
 
 /// A translated function.
@@ -40,8 +39,6 @@ pub(crate) struct CompiledFunc {
     pub params: u16,
     /// Number of declared locals, zeroed on entry, following the parameters.
     pub locals: u16,
-    /// Number of results, left in slots `0..results` on return.
-    pub results: u16,
     /// Slots the frame needs in all.
     pub frame_slots: u16,
 }
@@ -61,6 +58,72 @@ enum Operand {
     Local(u16),
     /// A constant slot.
     Const(u16),
+}
+
+/// A branch condition, possibly fused with the comparison that computed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cond {
+    Nez(Slot),
+    Eqz(Slot),
+    Cmp(Cmp, Slot, Slot),
+}
+
+macro_rules! comparisons {
+    ($($name:ident => $branch:ident, $negated:ident;)*) => {
+        /// An integer comparison that a conditional branch can be fused with.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        enum Cmp { $($name),* }
+
+        impl Cmp {
+            /// The comparison with the opposite outcome (exact for integers).
+            fn negate(self) -> Cmp {
+                match self { $(Cmp::$name => Cmp::$negated),* }
+            }
+
+            fn branch(self, lhs: Slot, rhs: Slot, target: u32) -> Instr {
+                match self { $(Cmp::$name => Instr::$branch { lhs, rhs, target }),* }
+            }
+
+            /// The comparison an instruction computes: `(cmp, dst, lhs, rhs)`.
+            fn of(instr: Instr) -> Option<(Cmp, Slot, Slot, Slot)> {
+                match instr {
+                    $(Instr::$name { dst, lhs, rhs } => Some((Cmp::$name, dst, lhs, rhs)),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+comparisons! {
+    I32Eq => BrI32Eq, I32Ne; I32Ne => BrI32Ne, I32Eq;
+    I32LtS => BrI32LtS, I32GeS; I32GeS => BrI32GeS, I32LtS;
+    I32LtU => BrI32LtU, I32GeU; I32GeU => BrI32GeU, I32LtU;
+    I32GtS => BrI32GtS, I32LeS; I32LeS => BrI32LeS, I32GtS;
+    I32GtU => BrI32GtU, I32LeU; I32LeU => BrI32LeU, I32GtU;
+    I64Eq => BrI64Eq, I64Ne; I64Ne => BrI64Ne, I64Eq;
+    I64LtS => BrI64LtS, I64GeS; I64GeS => BrI64GeS, I64LtS;
+    I64LtU => BrI64LtU, I64GeU; I64GeU => BrI64GeU, I64LtU;
+    I64GtS => BrI64GtS, I64LeS; I64LeS => BrI64LeS, I64GtS;
+    I64GtU => BrI64GtU, I64LeU; I64LeU => BrI64LeU, I64GtU;
+}
+
+impl Cond {
+    fn negate(self) -> Cond {
+        match self {
+            Cond::Nez(slot) => Cond::Eqz(slot),
+            Cond::Eqz(slot) => Cond::Nez(slot),
+            Cond::Cmp(cmp, lhs, rhs) => Cond::Cmp(cmp.negate(), lhs, rhs),
+        }
+    }
+
+    fn branch(self, target: u32) -> Instr {
+        match self {
+            Cond::Nez(cond) => Instr::BrIfNez { cond, target },
+            Cond::Eqz(cond) => Instr::BrIfEqz { cond, target },
+            Cond::Cmp(cmp, lhs, rhs) => cmp.branch(lhs, rhs, target),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,7 +186,11 @@ pub(crate) fn translate_function(
             results: ty.results().len(),
             patches: Vec::new(),
         }],
-        const_slots: consts.iter().enumerate().map(|(i, c)| (*c, i as u16)).collect(),
+        const_slots: consts
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (*c, i as u16))
+            .collect(),
         const_base: params + locals,
         temp_base,
         height_max: 0,
@@ -145,14 +212,64 @@ pub(crate) fn translate_function(
     if frame_slots > Slot::FRAME_SLOTS_MAX {
         return Ok(Err(too_large(func_index)));
     }
-    Ok(Ok(CompiledFunc {
+    let compiled = CompiledFunc {
         code: translator.code.into_boxed_slice(),
         consts: consts.into_boxed_slice(),
         params: params as u16,
         locals: locals as u16,
-        results: ty.results().len() as u16,
         frame_slots: frame_slots as u16,
-    }))
+    };
+    verify(&compiled);
+    Ok(Ok(compiled))
+}
+
+/// Checks the invariants the interpreter's unchecked accesses rely on: every slot
+/// operand and copied span lies within the frame, every branch target and
+/// `br_table` entry is in the code, and the code ends with an unconditional
+/// transfer, so execution never runs past it.
+///
+/// # Panics
+/// If the translator broke an invariant (a bug, never bad input).
+fn verify(func: &CompiledFunc) {
+    let (slots, len) = (func.frame_slots, func.code.len());
+    assert!(func.const_base() + func.consts.len() <= usize::from(slots));
+    let terminates = |instr: &Instr| {
+        matches!(
+            instr,
+            Instr::Br { .. }
+                | Instr::BrLoop { .. }
+                | Instr::Return {}
+                | Instr::ReturnSlot { .. }
+                | Instr::Trap { .. }
+        )
+    };
+    assert!(
+        func.code.last().is_some_and(terminates),
+        "code must end with a transfer"
+    );
+    for (at, instr) in func.code.iter().enumerate() {
+        let mut instr = *instr;
+        instr.visit_slots_mut(|_, slot| assert!(slot.0 < slots, "slot {slot:?} out of frame"));
+        if let Some(target) = instr.branch_target_mut() {
+            assert!((*target as usize) < len, "branch target out of code");
+        }
+        match instr {
+            Instr::CopySpan {
+                target,
+                source,
+                len,
+            } => {
+                assert!(target.0 as usize + len as usize <= usize::from(slots));
+                assert!(source.0 as usize + len as usize <= usize::from(slots));
+            }
+            Instr::BrTable { len: entries, .. } => {
+                assert!(entries >= 1 && at + (entries as usize) < len);
+                let table = &func.code[at + 1..=at + entries as usize];
+                assert!(table.iter().all(|entry| matches!(entry, Instr::Br { .. })));
+            }
+            _ => {}
+        }
+    }
 }
 
 #[cold]
@@ -292,6 +409,36 @@ impl Translator<'_> {
         slot
     }
 
+    /// Pops an i32 condition. If the instruction just emitted computed it with a
+    /// comparison or `eqz`, that instruction is removed and fused into the branch.
+    fn pop_cond(&mut self) -> Cond {
+        let top = self.stack.len() - 1;
+        let slot = self.pop();
+        let fusable = self.stack.len() == top
+            && self
+                .last_producer
+                .is_some_and(|at| at + 1 == self.code.len());
+        if !fusable {
+            return Cond::Nez(slot);
+        }
+        let last = *self.code.last().expect("a producer was emitted");
+        let fused = match last {
+            Instr::I32Eqz { dst, src } if dst == slot => Some(Cond::Eqz(src)),
+            _ => match Cmp::of(last) {
+                Some((cmp, dst, lhs, rhs)) if dst == slot => Some(Cond::Cmp(cmp, lhs, rhs)),
+                _ => None,
+            },
+        };
+        match fused {
+            Some(cond) => {
+                self.code.pop();
+                self.last_producer = None;
+                cond
+            }
+            None => Cond::Nez(slot),
+        }
+    }
+
     fn here(&self) -> u32 {
         self.code.len() as u32
     }
@@ -366,7 +513,13 @@ impl Translator<'_> {
         self.materialize_top(params);
         self.last_producer = None;
         let height = len - params;
-        self.control.push(Control { kind, height, params, results, patches: Vec::new() });
+        self.control.push(Control {
+            kind,
+            height,
+            params,
+            results,
+            patches: Vec::new(),
+        });
         self.control.len() - 1
     }
 
@@ -389,7 +542,11 @@ impl Translator<'_> {
                 self.materialize_top(count);
                 let source = self.slot_at(self.stack.len() - count);
                 if source != Slot(0) {
-                    self.emit(Instr::CopySpan { target: Slot(0), source, len: count as u16 });
+                    self.emit(Instr::CopySpan {
+                        target: Slot(0),
+                        source,
+                        len: count as u16,
+                    });
                 }
                 self.emit(Instr::Return {});
             }
@@ -410,19 +567,23 @@ impl Translator<'_> {
             }
             _ => {
                 let source = self.slot_at(position);
-                (source != target).then_some(Instr::CopySpan { target, source, len: arity as u16 })
+                (source != target).then_some(Instr::CopySpan {
+                    target,
+                    source,
+                    len: arity as u16,
+                })
             }
         }
     }
 
     /// Emits the jump of a branch to `depth` (values already in place).
-    fn branch_jump(&mut self, depth: usize, cond: Option<Slot>) {
+    fn branch_jump(&mut self, depth: usize, cond: Option<Cond>) {
         let index = self.control.len() - 1 - depth;
         let instr = match (self.control[index].kind, cond) {
             (ControlKind::Loop { header }, None) => Instr::BrLoop { target: header },
-            (ControlKind::Loop { header }, Some(cond)) => Instr::BrIfNezLoop { cond, target: header },
+            (ControlKind::Loop { header }, Some(cond)) => cond.branch(header),
             (_, None) => Instr::Br { target: 0 },
-            (_, Some(cond)) => Instr::BrIfNez { cond, target: 0 },
+            (_, Some(cond)) => cond.branch(0),
         };
         let at = self.emit(instr);
         if !matches!(self.control[index].kind, ControlKind::Loop { .. }) {
@@ -431,10 +592,10 @@ impl Translator<'_> {
     }
 
     /// A branch to the label `depth` levels out, taken if `cond` (when given) is non-zero.
-    fn branch(&mut self, depth: usize, cond: Option<Slot>) {
+    fn branch(&mut self, depth: usize, cond: Option<Cond>) {
         let index = self.control.len() - 1 - depth;
         if self.control[index].kind == ControlKind::Func {
-            let skip = cond.map(|cond| self.emit(Instr::BrIfEqz { cond, target: 0 }));
+            let skip = cond.map(|cond| self.emit(cond.negate().branch(0)));
             self.emit_return();
             if let Some(skip) = skip {
                 self.bind_here(skip);
@@ -448,7 +609,7 @@ impl Translator<'_> {
         match self.branch_copy(depth) {
             None => self.branch_jump(depth, cond),
             Some(copy) => {
-                let skip = cond.map(|cond| self.emit(Instr::BrIfEqz { cond, target: 0 }));
+                let skip = cond.map(|cond| self.emit(cond.negate().branch(0)));
                 self.emit(copy);
                 self.branch_jump(depth, None);
                 if let Some(skip) = skip {
@@ -466,11 +627,18 @@ impl Translator<'_> {
         }
         depths.push(targets.default() as usize);
         let frame = &self.control[self.control.len() - 1 - depths[depths.len() - 1]];
-        let arity = if frame.kind == ControlKind::Func { frame.results } else { frame.label_arity() };
+        let arity = if frame.kind == ControlKind::Func {
+            frame.results
+        } else {
+            frame.label_arity()
+        };
         if arity > 1 {
             self.materialize_top(arity);
         }
-        self.emit(Instr::BrTable { index, len: depths.len() as u32 });
+        self.emit(Instr::BrTable {
+            index,
+            len: depths.len() as u32,
+        });
         let mut trampolines: Vec<(usize, Vec<usize>)> = Vec::new();
         for &depth in &depths {
             let frame = &self.control[self.control.len() - 1 - depth];
@@ -535,7 +703,10 @@ impl Translator<'_> {
         }
         self.materialize_locals(Some(local), top);
         let src = self.slot_of(top);
-        self.emit(Instr::Copy { dst: Slot(local), src });
+        self.emit(Instr::Copy {
+            dst: Slot(local),
+            src,
+        });
         if !tee {
             self.stack.pop();
         }
@@ -554,7 +725,10 @@ impl Translator<'_> {
             self.materialize_top(frame.results);
         }
         let mut reachable = self.reachable || !frame.patches.is_empty();
-        if let ControlKind::If { jump_to_else: Some(at) } = frame.kind {
+        if let ControlKind::If {
+            jump_to_else: Some(at),
+        } = frame.kind
+        {
             self.bind_here(at);
             reachable = true;
         }
@@ -577,7 +751,10 @@ impl Translator<'_> {
             let at = self.emit(Instr::Br { target: 0 });
             self.control[index].patches.push(at);
         }
-        if let ControlKind::If { jump_to_else: Some(at) } = self.control[index].kind {
+        if let ControlKind::If {
+            jump_to_else: Some(at),
+        } = self.control[index].kind
+        {
             self.bind_here(at);
         }
         self.control[index].kind = ControlKind::Else;
@@ -655,7 +832,9 @@ impl Translator<'_> {
         match *op {
             Operator::Nop => {}
             Operator::Unreachable => {
-                self.emit(Instr::Trap { code: TrapCode::Unreachable });
+                self.emit(Instr::Trap {
+                    code: TrapCode::Unreachable,
+                });
                 self.unreachable_code();
             }
             Operator::Block { blockty } => {
@@ -665,13 +844,17 @@ impl Translator<'_> {
                 let header = self.here();
                 let index = self.enter_block(ControlKind::Loop { header }, blockty);
                 // Materializing may have emitted copies: the header is after them.
-                self.control[index].kind = ControlKind::Loop { header: self.here() };
+                self.control[index].kind = ControlKind::Loop {
+                    header: self.here(),
+                };
             }
             Operator::If { blockty } => {
-                let cond = self.pop();
+                let cond = self.pop_cond();
                 let index = self.enter_block(ControlKind::If { jump_to_else: None }, blockty);
-                let at = self.emit(Instr::BrIfEqz { cond, target: 0 });
-                self.control[index].kind = ControlKind::If { jump_to_else: Some(at) };
+                let at = self.emit(cond.negate().branch(0));
+                self.control[index].kind = ControlKind::If {
+                    jump_to_else: Some(at),
+                };
             }
             Operator::Else => self.else_(),
             Operator::End => self.end(),
@@ -680,12 +863,13 @@ impl Translator<'_> {
                 self.unreachable_code();
             }
             Operator::BrIf { relative_depth } => {
-                let cond = self.pop();
+                let cond = self.pop_cond();
                 self.branch(relative_depth as usize, Some(cond));
                 self.last_producer = None;
             }
             Operator::BrTable { ref targets } => {
-                self.br_table(targets).map_err(|e| Error::Invalid(e.to_string()))?;
+                self.br_table(targets)
+                    .map_err(|e| Error::Invalid(e.to_string()))?;
                 self.unreachable_code();
             }
             Operator::Return => {
@@ -697,13 +881,22 @@ impl Translator<'_> {
                 let imported = self.env.imported_funcs;
                 self.call(type_index, |base| {
                     if function_index < imported {
-                        Instr::CallImport { func: function_index, base }
+                        Instr::CallImport {
+                            func: function_index,
+                            base,
+                        }
                     } else {
-                        Instr::CallInternal { func: function_index - imported, base }
+                        Instr::CallInternal {
+                            func: function_index - imported,
+                            base,
+                        }
                     }
                 });
             }
-            Operator::CallIndirect { type_index, table_index } => {
+            Operator::CallIndirect {
+                type_index,
+                table_index,
+            } => {
                 let index = self.pop();
                 self.call(type_index, |base| Instr::CallIndirect {
                     type_index,
@@ -720,18 +913,29 @@ impl Translator<'_> {
                 let if_false = self.pop();
                 let if_true = self.pop();
                 let dst = self.push_temp();
-                self.emit_producer(Instr::Select { dst, cond, if_true, if_false });
+                self.emit_producer(Instr::Select {
+                    dst,
+                    cond,
+                    if_true,
+                    if_false,
+                });
             }
             Operator::LocalGet { local_index } => self.push(Operand::Local(local_index as u16)),
             Operator::LocalSet { local_index } => self.local_set(local_index as u16, false),
             Operator::LocalTee { local_index } => self.local_set(local_index as u16, true),
             Operator::GlobalGet { global_index } => {
                 let dst = self.push_temp();
-                self.emit_producer(Instr::GlobalGet { dst, global: global_index });
+                self.emit_producer(Instr::GlobalGet {
+                    dst,
+                    global: global_index,
+                });
             }
             Operator::GlobalSet { global_index } => {
                 let src = self.pop();
-                self.emit(Instr::GlobalSet { src, global: global_index });
+                self.emit(Instr::GlobalSet {
+                    src,
+                    global: global_index,
+                });
             }
             Operator::I32Const { value } => self.push_const(u64::from(value as u32)),
             Operator::I64Const { value } => self.push_const(value as u64),
@@ -755,18 +959,33 @@ impl Translator<'_> {
                 let dst = self.push_temp();
                 self.emit_producer(Instr::MemorySize { dst });
             }
-            Operator::MemoryGrow { .. } => self.unary(|dst, delta| Instr::MemoryGrow { dst, delta }),
+            Operator::MemoryGrow { .. } => {
+                self.unary(|dst, delta| Instr::MemoryGrow { dst, delta })
+            }
             Operator::MemoryFill { .. } => {
                 let (len, value, address) = (self.pop(), self.pop(), self.pop());
-                self.emit(Instr::MemoryFill { address, value, len });
+                self.emit(Instr::MemoryFill {
+                    address,
+                    value,
+                    len,
+                });
             }
             Operator::MemoryCopy { .. } => {
                 let (len, source, target) = (self.pop(), self.pop(), self.pop());
-                self.emit(Instr::MemoryCopy { target, source, len });
+                self.emit(Instr::MemoryCopy {
+                    target,
+                    source,
+                    len,
+                });
             }
             Operator::MemoryInit { data_index, .. } => {
                 let (len, source, target) = (self.pop(), self.pop(), self.pop());
-                self.emit(Instr::MemoryInit { target, source, len, data: data_index });
+                self.emit(Instr::MemoryInit {
+                    target,
+                    source,
+                    len,
+                    data: data_index,
+                });
             }
             Operator::DataDrop { data_index } => {
                 self.emit(Instr::DataDrop { data: data_index });
@@ -776,28 +995,57 @@ impl Translator<'_> {
             }
             Operator::TableSet { table } => {
                 let (value, index) = (self.pop(), self.pop());
-                self.emit(Instr::TableSet { index, value, table });
+                self.emit(Instr::TableSet {
+                    index,
+                    value,
+                    table,
+                });
             }
             Operator::TableSize { table } => {
                 let dst = self.push_temp();
                 self.emit_producer(Instr::TableSize { dst, table });
             }
             Operator::TableGrow { table } => {
-                self.binary(|dst, init, delta| Instr::TableGrow { dst, init, delta, table });
+                self.binary(|dst, init, delta| Instr::TableGrow {
+                    dst,
+                    init,
+                    delta,
+                    table,
+                });
             }
             Operator::TableFill { table } => {
                 let (len, value, index) = (self.pop(), self.pop(), self.pop());
-                self.emit(Instr::TableFill { index, value, len, table });
+                self.emit(Instr::TableFill {
+                    index,
+                    value,
+                    len,
+                    table,
+                });
             }
-            Operator::TableCopy { dst_table, src_table } => {
+            Operator::TableCopy {
+                dst_table,
+                src_table,
+            } => {
                 let (len, source, target) = (self.pop(), self.pop(), self.pop());
                 let (target_table, source_table) = (table_u16(dst_table)?, table_u16(src_table)?);
-                self.emit(Instr::TableCopy { target, source, len, target_table, source_table });
+                self.emit(Instr::TableCopy {
+                    target,
+                    source,
+                    len,
+                    target_table,
+                    source_table,
+                });
             }
             Operator::TableInit { elem_index, table } => {
                 let (len, source, target) = (self.pop(), self.pop(), self.pop());
                 let (table, elem) = (table_u16(table)?, table_u16(elem_index)?);
-                self.emit(Instr::TableInit { target, source, len, table, elem });
+                self.emit(Instr::TableInit {
+                    target,
+                    source,
+                    len,
+                    table,
+                    elem,
+                });
             }
             Operator::ElemDrop { elem_index } => {
                 self.emit(Instr::ElemDrop { elem: elem_index });
@@ -806,7 +1054,10 @@ impl Translator<'_> {
             Operator::RefIsNull => self.unary(|dst, src| Instr::RefIsNull { dst, src }),
             Operator::RefFunc { function_index } => {
                 let dst = self.push_temp();
-                self.emit_producer(Instr::RefFunc { dst, func: function_index });
+                self.emit_producer(Instr::RefFunc {
+                    dst,
+                    func: function_index,
+                });
             }
             ref other => {
                 return Err(Error::Unsupported(format!("operator {other:?}")));

@@ -35,7 +35,10 @@ impl Trap {
     /// A trap with no backtrace (yet).
     #[cold]
     pub fn new(code: TrapCode) -> Self {
-        Self { code, backtrace: Vec::new() }
+        Self {
+            code,
+            backtrace: Vec::new(),
+        }
     }
 
     #[cold]
@@ -55,7 +58,11 @@ impl Trap {
 
     /// The backtrace as lines `    N: module!function`, one per frame.
     pub fn backtrace_lines(&self) -> Vec<String> {
-        self.backtrace.iter().enumerate().map(|(i, frame)| format!("  {i:>3}: {frame}")).collect()
+        self.backtrace
+            .iter()
+            .enumerate()
+            .map(|(i, frame)| format!("  {i:>3}: {frame}"))
+            .collect()
     }
 }
 

@@ -16,7 +16,10 @@ impl FuncType {
         params: impl IntoIterator<Item = ValType>,
         results: impl IntoIterator<Item = ValType>,
     ) -> Self {
-        Self { params: params.into_iter().collect(), results: results.into_iter().collect() }
+        Self {
+            params: params.into_iter().collect(),
+            results: results.into_iter().collect(),
+        }
     }
 
     /// The parameter types.
@@ -33,7 +36,11 @@ impl FuncType {
 impl fmt::Display for FuncType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let list = |types: &[ValType]| {
-            types.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+            types
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
         };
         write!(f, "({}) -> ({})", list(&self.params), list(&self.results))
     }
