@@ -273,6 +273,7 @@ impl Execution {
         self.frames
             .iter()
             .rev()
+            .take(BACKTRACE_FRAMES_MAX)
             .filter_map(|frame| match &store.funcs[frame.func.0 as usize] {
                 FuncEntity::Wasm { module, code, .. } => {
                     let func_index = module.imported_funcs + code;
@@ -287,6 +288,10 @@ impl Execution {
             .collect()
     }
 }
+
+/// The most frames a trap's backtrace keeps (the innermost ones): a runaway
+/// recursion must not turn into a huge allocation.
+pub const BACKTRACE_FRAMES_MAX: usize = 100;
 
 /// Pushes a frame for wasm function `func` at stack index `base`: zeroes its
 /// locals and loads its constants.
@@ -634,34 +639,34 @@ fn execute(
             Instr::BrIfNez { cond, target } => branch_if!(r!(cond) as u32 != 0, target),
             Instr::BrIfEqz { cond, target } => branch_if!(r!(cond) as u32 == 0, target),
             Instr::BrI32Eq { lhs, rhs, target } => {
-                branch_if!(r!(lhs) as u32 == r!(rhs) as u32, target)
+                branch_if!(r!(lhs) as u32 == r!(rhs) as u32, target);
             }
             Instr::BrI32Ne { lhs, rhs, target } => {
-                branch_if!(r!(lhs) as u32 != r!(rhs) as u32, target)
+                branch_if!(r!(lhs) as u32 != r!(rhs) as u32, target);
             }
             Instr::BrI32LtS { lhs, rhs, target } => {
                 branch_if!((r!(lhs) as i32) < r!(rhs) as i32, target);
             }
             Instr::BrI32LtU { lhs, rhs, target } => {
-                branch_if!((r!(lhs) as u32) < r!(rhs) as u32, target)
+                branch_if!((r!(lhs) as u32) < r!(rhs) as u32, target);
             }
             Instr::BrI32GtS { lhs, rhs, target } => {
-                branch_if!(r!(lhs) as i32 > r!(rhs) as i32, target)
+                branch_if!(r!(lhs) as i32 > r!(rhs) as i32, target);
             }
             Instr::BrI32GtU { lhs, rhs, target } => {
-                branch_if!(r!(lhs) as u32 > r!(rhs) as u32, target)
+                branch_if!(r!(lhs) as u32 > r!(rhs) as u32, target);
             }
             Instr::BrI32LeS { lhs, rhs, target } => {
-                branch_if!(r!(lhs) as i32 <= r!(rhs) as i32, target)
+                branch_if!(r!(lhs) as i32 <= r!(rhs) as i32, target);
             }
             Instr::BrI32LeU { lhs, rhs, target } => {
-                branch_if!(r!(lhs) as u32 <= r!(rhs) as u32, target)
+                branch_if!(r!(lhs) as u32 <= r!(rhs) as u32, target);
             }
             Instr::BrI32GeS { lhs, rhs, target } => {
-                branch_if!(r!(lhs) as i32 >= r!(rhs) as i32, target)
+                branch_if!(r!(lhs) as i32 >= r!(rhs) as i32, target);
             }
             Instr::BrI32GeU { lhs, rhs, target } => {
-                branch_if!(r!(lhs) as u32 >= r!(rhs) as u32, target)
+                branch_if!(r!(lhs) as u32 >= r!(rhs) as u32, target);
             }
             Instr::BrI64Eq { lhs, rhs, target } => branch_if!(r!(lhs) == r!(rhs), target),
             Instr::BrI64Ne { lhs, rhs, target } => branch_if!(r!(lhs) != r!(rhs), target),
@@ -670,15 +675,15 @@ fn execute(
             }
             Instr::BrI64LtU { lhs, rhs, target } => branch_if!(r!(lhs) < r!(rhs), target),
             Instr::BrI64GtS { lhs, rhs, target } => {
-                branch_if!(r!(lhs) as i64 > r!(rhs) as i64, target)
+                branch_if!(r!(lhs) as i64 > r!(rhs) as i64, target);
             }
             Instr::BrI64GtU { lhs, rhs, target } => branch_if!(r!(lhs) > r!(rhs), target),
             Instr::BrI64LeS { lhs, rhs, target } => {
-                branch_if!(r!(lhs) as i64 <= r!(rhs) as i64, target)
+                branch_if!(r!(lhs) as i64 <= r!(rhs) as i64, target);
             }
             Instr::BrI64LeU { lhs, rhs, target } => branch_if!(r!(lhs) <= r!(rhs), target),
             Instr::BrI64GeS { lhs, rhs, target } => {
-                branch_if!(r!(lhs) as i64 >= r!(rhs) as i64, target)
+                branch_if!(r!(lhs) as i64 >= r!(rhs) as i64, target);
             }
             Instr::BrI64GeU { lhs, rhs, target } => branch_if!(r!(lhs) >= r!(rhs), target),
             Instr::BrTable { index, len } => {
@@ -775,10 +780,7 @@ fn execute(
                 table: t,
             } => {
                 let entity = table(tables, inst, t);
-                match entity.cells.get(r!(index) as u32 as usize) {
-                    Some(&cell) => r!(dst) = cell,
-                    None => trap!(TrapCode::TableOutOfBounds),
-                }
+                if let Some(&cell) = entity.cells.get(r!(index) as u32 as usize) { r!(dst) = cell } else { trap!(TrapCode::TableOutOfBounds) }
             }
             Instr::TableSet {
                 index,
@@ -787,10 +789,7 @@ fn execute(
             } => {
                 let value = r!(value);
                 let entity = table(tables, inst, t);
-                match entity.cells.get_mut(r!(index) as u32 as usize) {
-                    Some(cell) => *cell = value,
-                    None => trap!(TrapCode::TableOutOfBounds),
-                }
+                if let Some(cell) = entity.cells.get_mut(r!(index) as u32 as usize) { *cell = value } else { trap!(TrapCode::TableOutOfBounds) }
             }
             Instr::TableSize { dst, table: t } => {
                 r!(dst) = table(tables, inst, t).cells.len() as u64;
@@ -1071,7 +1070,7 @@ fn execute(
             Instr::I32Eq { dst, lhs, rhs } => i32_bin!(dst, lhs, rhs, |a, b| a == b),
             Instr::I32Ne { dst, lhs, rhs } => i32_bin!(dst, lhs, rhs, |a, b| a != b),
             Instr::I32LtS { dst, lhs, rhs } => {
-                i32_bin!(dst, lhs, rhs, |a, b| (a as i32) < b as i32)
+                i32_bin!(dst, lhs, rhs, |a, b| (a as i32) < b as i32);
             }
             Instr::I32LtU { dst, lhs, rhs } => i32_bin!(dst, lhs, rhs, |a, b| a < b),
             Instr::I32GtS { dst, lhs, rhs } => i32_bin!(dst, lhs, rhs, |a, b| a as i32 > b as i32),
@@ -1083,7 +1082,7 @@ fn execute(
             Instr::I64Eq { dst, lhs, rhs } => i64_bin!(dst, lhs, rhs, |a, b| a == b),
             Instr::I64Ne { dst, lhs, rhs } => i64_bin!(dst, lhs, rhs, |a, b| a != b),
             Instr::I64LtS { dst, lhs, rhs } => {
-                i64_bin!(dst, lhs, rhs, |a, b| (a as i64) < b as i64)
+                i64_bin!(dst, lhs, rhs, |a, b| (a as i64) < b as i64);
             }
             Instr::I64LtU { dst, lhs, rhs } => i64_bin!(dst, lhs, rhs, |a, b| a < b),
             Instr::I64GtS { dst, lhs, rhs } => i64_bin!(dst, lhs, rhs, |a, b| a as i64 > b as i64),

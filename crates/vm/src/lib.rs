@@ -41,7 +41,7 @@ mod types;
 mod value;
 
 pub use error::Error;
-pub use exec::{Execution, Frame, RunOutcome};
+pub use exec::{Execution, Frame, RunOutcome, BACKTRACE_FRAMES_MAX};
 pub use ferrite_core::{Ieee32, Ieee64, RefType, StackLimits, TrapCode, ValType};
 pub use ferrite_heap::LinearMemory;
 pub use module::{Export, ExportKind, Import, Module};

@@ -236,9 +236,8 @@ impl ModuleInner {
 /// Validates against the supported features; on failure, names a later feature
 /// that would have made the module valid.
 fn validate(bytes: &[u8]) -> Result<(), Error> {
-    let error = match Validator::new_with_features(supported_features()).validate_all(bytes) {
-        Ok(_) => return Ok(()),
-        Err(error) => error,
+    let Err(error) = Validator::new_with_features(supported_features()).validate_all(bytes) else {
+        return Ok(());
     };
     for (feature, name) in unsupported_features() {
         let features = supported_features().union(feature);

@@ -92,7 +92,7 @@ macro_rules! trunc {
                 return Err(TrapCode::InvalidConversionToInteger);
             }
             let t = x.trunc();
-            if t < $lo || t >= $hi {
+            if !($lo..$hi).contains(&t) {
                 return Err(TrapCode::IntegerOverflow);
             }
             Ok(t as $int)

@@ -282,7 +282,7 @@ fn too_large(func_index: u32) -> Error {
 
 /// The distinct constants of a body, in order of first use.
 fn collect_consts(body: &FunctionBody<'_>) -> Result<Vec<u64>, BinaryReaderError> {
-    let mut seen = HashMap::new();
+    let mut seen = std::collections::HashSet::new();
     let mut consts = Vec::new();
     let mut reader = body.get_operators_reader()?;
     while !reader.eof() {
@@ -294,9 +294,9 @@ fn collect_consts(body: &FunctionBody<'_>) -> Result<Vec<u64>, BinaryReaderError
             Operator::RefNull { .. } => 0,
             _ => continue,
         };
-        seen.entry(cell).or_insert_with(|| {
+        if seen.insert(cell) {
             consts.push(cell);
-        });
+        }
     }
     Ok(consts)
 }
@@ -960,7 +960,7 @@ impl Translator<'_> {
                 self.emit_producer(Instr::MemorySize { dst });
             }
             Operator::MemoryGrow { .. } => {
-                self.unary(|dst, delta| Instr::MemoryGrow { dst, delta })
+                self.unary(|dst, delta| Instr::MemoryGrow { dst, delta });
             }
             Operator::MemoryFill { .. } => {
                 let (len, value, address) = (self.pop(), self.pop(), self.pop());

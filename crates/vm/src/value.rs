@@ -114,7 +114,8 @@ impl fmt::Display for Value {
             Value::I64(v) => write!(f, "{v}"),
             Value::F32(v) => write!(f, "{}", v.to_float()),
             Value::F64(v) => write!(f, "{}", v.to_float()),
-            Value::FuncRef(None) | Value::ExternRef(None) => f.write_str("null"),
+            Value::FuncRef(None) => f.write_str("<null funcref>"),
+            Value::ExternRef(None) => f.write_str("<null externref>"),
             Value::FuncRef(Some(func)) => write!(f, "funcref({})", func.0),
             Value::ExternRef(Some(r)) => write!(f, "externref({})", r.0),
         }
