@@ -15,7 +15,7 @@ mod limits;
 mod trap;
 mod value;
 
-pub use limits::{StackLimits, WASM_PAGE_SIZE, WASM_PAGES_MAX};
+pub use limits::{StackLimits, WASM_PAGES_MAX, WASM_PAGE_SIZE};
 pub use trap::TrapCode;
 pub use value::{Ieee32, Ieee64, RefType, ValType};
 

@@ -50,6 +50,9 @@ impl Default for StackLimits {
     /// Deep enough for ordinary recursive programs, small enough to trap quickly on
     /// runaway recursion: 100k frames and 8 MiB of value slots.
     fn default() -> Self {
-        Self { call_depth_max: 100_000, value_slots_max: 1 << 20 }
+        Self {
+            call_depth_max: 100_000,
+            value_slots_max: 1 << 20,
+        }
     }
 }

@@ -54,7 +54,11 @@ mod tests {
 
     #[test]
     fn display_matches_message() {
-        for code in [TrapCode::Unreachable, TrapCode::MemoryOutOfBounds, TrapCode::StackExhausted] {
+        for code in [
+            TrapCode::Unreachable,
+            TrapCode::MemoryOutOfBounds,
+            TrapCode::StackExhausted,
+        ] {
             assert_eq!(code.to_string(), code.message());
         }
     }

@@ -780,7 +780,11 @@ fn execute(
                 table: t,
             } => {
                 let entity = table(tables, inst, t);
-                if let Some(&cell) = entity.cells.get(r!(index) as u32 as usize) { r!(dst) = cell } else { trap!(TrapCode::TableOutOfBounds) }
+                if let Some(&cell) = entity.cells.get(r!(index) as u32 as usize) {
+                    r!(dst) = cell
+                } else {
+                    trap!(TrapCode::TableOutOfBounds)
+                }
             }
             Instr::TableSet {
                 index,
@@ -789,7 +793,11 @@ fn execute(
             } => {
                 let value = r!(value);
                 let entity = table(tables, inst, t);
-                if let Some(cell) = entity.cells.get_mut(r!(index) as u32 as usize) { *cell = value } else { trap!(TrapCode::TableOutOfBounds) }
+                if let Some(cell) = entity.cells.get_mut(r!(index) as u32 as usize) {
+                    *cell = value
+                } else {
+                    trap!(TrapCode::TableOutOfBounds)
+                }
             }
             Instr::TableSize { dst, table: t } => {
                 r!(dst) = table(tables, inst, t).cells.len() as u64;
@@ -981,17 +989,21 @@ fn execute(
                 r!(dst) = u64::from(r!(src) as u32 & 0x7fff_ffff);
             }
             Instr::F32Neg { dst, src } => r!(dst) = u64::from(r!(src) as u32 ^ 0x8000_0000),
-            Instr::F32Ceil { dst, src } => f32_un!(dst, src, |a| a.ceil()),
-            Instr::F32Floor { dst, src } => f32_un!(dst, src, |a| a.floor()),
-            Instr::F32Trunc { dst, src } => f32_un!(dst, src, |a| a.trunc()),
-            Instr::F32Nearest { dst, src } => f32_un!(dst, src, |a| a.round_ties_even()),
+            Instr::F32Ceil { dst, src } => f32_un!(dst, src, |a| ops::f32_quiet(a.ceil())),
+            Instr::F32Floor { dst, src } => f32_un!(dst, src, |a| ops::f32_quiet(a.floor())),
+            Instr::F32Trunc { dst, src } => f32_un!(dst, src, |a| ops::f32_quiet(a.trunc())),
+            Instr::F32Nearest { dst, src } => {
+                f32_un!(dst, src, |a| ops::f32_quiet(a.round_ties_even()))
+            }
             Instr::F32Sqrt { dst, src } => f32_un!(dst, src, |a| a.sqrt()),
             Instr::F64Abs { dst, src } => r!(dst) = r!(src) & 0x7fff_ffff_ffff_ffff,
             Instr::F64Neg { dst, src } => r!(dst) = r!(src) ^ 0x8000_0000_0000_0000,
-            Instr::F64Ceil { dst, src } => f64_un!(dst, src, |a| a.ceil()),
-            Instr::F64Floor { dst, src } => f64_un!(dst, src, |a| a.floor()),
-            Instr::F64Trunc { dst, src } => f64_un!(dst, src, |a| a.trunc()),
-            Instr::F64Nearest { dst, src } => f64_un!(dst, src, |a| a.round_ties_even()),
+            Instr::F64Ceil { dst, src } => f64_un!(dst, src, |a| ops::f64_quiet(a.ceil())),
+            Instr::F64Floor { dst, src } => f64_un!(dst, src, |a| ops::f64_quiet(a.floor())),
+            Instr::F64Trunc { dst, src } => f64_un!(dst, src, |a| ops::f64_quiet(a.trunc())),
+            Instr::F64Nearest { dst, src } => {
+                f64_un!(dst, src, |a| ops::f64_quiet(a.round_ties_even()))
+            }
             Instr::F64Sqrt { dst, src } => f64_un!(dst, src, |a| a.sqrt()),
             Instr::I32TruncF32S { dst, src } => {
                 let v = tri!(ops::i32_trunc_f32_s(f32::from_bits(r!(src) as u32)));

@@ -82,6 +82,27 @@ float_min_max! {
     f64_min, f64_max, f64;
 }
 
+/// Quiets a NaN result: Rust's rounding functions pass a signalling NaN through,
+/// but WebAssembly requires an arithmetic (quiet) NaN.
+#[inline]
+pub(crate) fn f32_quiet(x: f32) -> f32 {
+    if x.is_nan() {
+        f32::from_bits(x.to_bits() | 0x0040_0000)
+    } else {
+        x
+    }
+}
+
+/// See [`f32_quiet`].
+#[inline]
+pub(crate) fn f64_quiet(x: f64) -> f64 {
+    if x.is_nan() {
+        f64::from_bits(x.to_bits() | 0x0008_0000_0000_0000)
+    } else {
+        x
+    }
+}
+
 macro_rules! trunc {
     ($($name:ident, $float:ty, $int:ty, $lo:expr, $hi:expr;)*) => {$(
         /// Truncation that traps on NaN and on results out of the target range.

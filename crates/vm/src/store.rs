@@ -525,6 +525,9 @@ impl Store {
                 RunOutcome::HostCall { id, args } => {
                     let results = host.call(self, id, &args)?;
                     execution.resume_host(self, &results)?;
+                    if let Some(results) = execution.host_results(self) {
+                        return Ok(results);
+                    }
                 }
             }
         }

