@@ -22,11 +22,13 @@ fn main() {
     let instance = store.instantiate(&module, &[]).unwrap();
     let mut host =
         |_: &mut Store, _: HostFuncId, _: &[Value]| -> Result<Vec<Value>, Trap> { unreachable!() };
-    let scale: i32 = std::env::args().nth(1).map_or(1, |s| s.parse().unwrap());
-    for (name, arg) in [
-        ("fib", 20 + scale.ilog2() as i32 * 2),
-        ("loop", 1_000_000 * scale),
-    ] {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let runs: Vec<(&str, i32)> = if args.len() == 2 {
+        vec![(args[0].as_str(), args[1].parse().unwrap())]
+    } else {
+        vec![("fib", 30), ("loop", 100_000_000)]
+    };
+    for (name, arg) in runs {
         let Some(Extern::Func(f)) = store.get_export(instance, name) else {
             panic!()
         };

@@ -10,8 +10,9 @@
 use crate::{
     ops,
     store::{FuncEntity, InstanceEntity, TableEntity},
+    translate::CompiledFunc,
     trap::BacktraceFrame,
-    Error, Func, HostFuncId, Store, Trap, Value,
+    Error, Func, HostFuncId, Instance, Store, Trap, Value,
 };
 use ferrite_core::{StackLimits, TrapCode};
 use ferrite_heap::LinearMemory;
@@ -325,10 +326,14 @@ fn enter_frame(
     if stack.len() < end {
         grow_stack(stack, end, limits);
     }
-    let locals = usize::from(compiled.params)..compiled.const_base();
-    stack[base + locals.start..base + locals.end].fill(0);
-    let consts = base + compiled.const_base();
-    stack[consts..consts + compiled.consts.len()].copy_from_slice(&compiled.consts);
+    if compiled.locals > 0 {
+        let locals = base + usize::from(compiled.params)..base + compiled.const_base();
+        stack[locals].fill(0);
+    }
+    if !compiled.consts.is_empty() {
+        let consts = base + compiled.const_base();
+        stack[consts..consts + compiled.consts.len()].copy_from_slice(&compiled.consts);
+    }
     frames.push(Frame {
         func,
         ip: 0,
@@ -380,20 +385,54 @@ fn execute(
     let instances: &[InstanceEntity] = instances;
     let mut no_memory = LinearMemory::new(0, Some(0)).expect("an empty memory is valid");
 
-    let mut frame = *frames.last().expect("execute needs a frame");
+    let frame = *frames.last().expect("execute needs a frame");
     // The next instruction, as a pointer into `code` (the position is
     // `pc - code.as_ptr()`, see `ip!`).
     let mut pc: *const Instr;
     let mut base: usize;
     let mut code: &[Instr];
-    let mut inst: &InstanceEntity;
-    let mut mem: &mut LinearMemory;
+    let mut cur_instance = Instance(u32::MAX);
+    let mut inst: &InstanceEntity = &instances[0];
+    let mut mem: &mut LinearMemory = &mut no_memory;
     // Slot 0 of the current frame. Recomputed whenever `stack` may have been
     // reallocated (a call) or the frame changes (call, return): see `load_frame`.
     let mut regs: *mut u64;
 
     // Loads the cached state of the frame on top of `frames`. Invalidates the
     // cached code, instance and memory: they belong to the frame's function.
+    // Makes `instance` current: caches its entity and its memory. Called when a
+    // call or return crosses into another instance; the cached memory belongs to
+    // the instance, so it is invalidated here.
+    macro_rules! switch_instance {
+        ($instance:expr) => {{
+            let instance: Instance = $instance;
+            if instance != cur_instance {
+                cur_instance = instance;
+                inst = &instances[instance.0 as usize];
+                mem = match inst.memory {
+                    Some(memory) => &mut memories[memory.0 as usize],
+                    None => &mut no_memory,
+                };
+            }
+        }};
+    }
+    // Enters the code of a frame at instruction `ip` with slot 0 at `base`.
+    // Invalidates `regs`: the stack may have been reallocated by a call.
+    macro_rules! enter_code {
+        ($compiled:expr, $ip:expr, $base:expr) => {{
+            let compiled: &CompiledFunc = $compiled;
+            code = &compiled.code;
+            debug_assert!(($ip as usize) < code.len());
+            // SAFETY: saved positions are instruction indices within the code.
+            pc = unsafe { code.as_ptr().add($ip as usize) };
+            base = $base;
+            debug_assert!(base + usize::from(compiled.frame_slots) <= stack.len());
+            // SAFETY: `enter_frame` made `stack` hold the frame's slots, so `base` is
+            // in bounds (or one past the end for an empty frame).
+            regs = unsafe { stack.as_mut_ptr().add(base) };
+        }};
+    }
+    // Loads the cached state of a frame: its code, position and instance.
     macro_rules! load_frame {
         ($frame:expr) => {{
             let f: Frame = $frame;
@@ -406,22 +445,8 @@ fn execute(
             else {
                 unreachable!("frames hold wasm functions only")
             };
-            code = &module.code[*index as usize].code;
-            inst = &instances[instance.0 as usize];
-            mem = match inst.memory {
-                Some(memory) => &mut memories[memory.0 as usize],
-                None => &mut no_memory,
-            };
-            debug_assert!((f.ip as usize) < code.len());
-            // SAFETY: saved positions are instruction indices within the code.
-            pc = unsafe { code.as_ptr().add(f.ip as usize) };
-            base = f.base as usize;
-            debug_assert!(
-                base + usize::from(module.code[*index as usize].frame_slots) <= stack.len()
-            );
-            // SAFETY: `enter_frame` made `stack` hold the frame's slots, so `base` is
-            // in bounds (or one past the end for an empty frame).
-            regs = unsafe { stack.as_mut_ptr().add(base) };
+            switch_instance!(*instance);
+            enter_code!(&module.code[*index as usize], f.ip, f.base as usize);
         }};
     }
     load_frame!(frame);
@@ -593,6 +618,7 @@ fn execute(
                 FuncEntity::Wasm {
                     module,
                     code: index,
+                    instance,
                     ..
                 } => {
                     let compiled = &module.code[*index as usize];
@@ -604,8 +630,8 @@ fn execute(
                         callee,
                         callee_base
                     ));
-                    frame = *frames.last().expect("just pushed");
-                    load_frame!(frame);
+                    switch_instance!(*instance);
+                    enter_code!(compiled, 0, callee_base);
                     checkpoint_point!(1);
                 }
                 FuncEntity::Host { id, .. } => {
@@ -726,8 +752,21 @@ fn execute(
                 func,
                 base: callee_base,
             } => {
+                // Same instance: no instance switch, no function table lookup.
                 let callee = inst.funcs[(inst.module.imported_funcs + func) as usize];
-                call!(callee, callee_base);
+                let compiled = &inst.module.code[func as usize];
+                let callee_base = base + callee_base.index();
+                save_ip!(ip!());
+                tri!(enter_frame(
+                    stack,
+                    frames,
+                    limits,
+                    compiled,
+                    callee,
+                    callee_base
+                ));
+                enter_code!(compiled, 0, callee_base);
+                checkpoint_point!(1);
             }
             Instr::CallImport {
                 func,

@@ -595,6 +595,12 @@ impl Translator<'_> {
     fn branch(&mut self, depth: usize, cond: Option<Cond>) {
         let index = self.control.len() - 1 - depth;
         if self.control[index].kind == ControlKind::Func {
+            // Materialize before the conditional skip: copies emitted after it would
+            // run on the taken path only, yet mark the operands canonical for both.
+            let results = self.control[0].results;
+            if results > 1 {
+                self.materialize_top(results);
+            }
             let skip = cond.map(|cond| self.emit(cond.negate().branch(0)));
             self.emit_return();
             if let Some(skip) = skip {
