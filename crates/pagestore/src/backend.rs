@@ -1,0 +1,123 @@
+//! The storage seam: a small object-store interface that a local directory, a heap
+//! server and S3-compatible storage can all implement, and that a fault injector
+//! can wrap.
+
+use std::{fmt, io, ops::Range};
+
+/// Why a storage operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// `put_new` found the key already present. For a manifest this means another
+    /// runner committed that checkpoint first (the process moved elsewhere).
+    #[error("object {key} already exists")]
+    AlreadyExists { key: String },
+    /// The object does not exist.
+    #[error("object {key} not found")]
+    NotFound { key: String },
+    /// The medium is full.
+    #[error("storage full while writing {key}")]
+    NoSpace { key: String },
+    /// Any other I/O failure.
+    #[error("I/O error on {key}: {source}")]
+    Io { key: String, source: io::Error },
+    /// An earlier write or sync failed; the backend refuses further writes rather
+    /// than pretend the failed data is safe (fail-stop).
+    #[error("storage is poisoned by an earlier write failure: {0}")]
+    Poisoned(String),
+    /// The key is not a valid object name.
+    #[error("invalid object key {0:?}")]
+    InvalidKey(String),
+}
+
+impl StorageError {
+    /// Wraps an I/O error, mapping ENOSPC to [`StorageError::NoSpace`].
+    #[cold]
+    pub fn io(key: &str, source: io::Error) -> Self {
+        if source.kind() == io::ErrorKind::StorageFull || source.raw_os_error() == Some(28) {
+            StorageError::NoSpace {
+                key: key.to_string(),
+            }
+        } else {
+            StorageError::Io {
+                key: key.to_string(),
+                source,
+            }
+        }
+    }
+
+    /// True if the error says the object does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, StorageError::NotFound { .. })
+    }
+}
+
+/// A store of immutable objects under `/`-separated keys.
+///
+/// The commit protocol of Ferrite needs exactly these guarantees:
+/// - `put_new` is create-only and atomic: afterwards the object exists with all of
+///   its bytes, or (after an error or a crash) it does not exist at all; it is
+///   durable when `put_new` returns.
+/// - Objects are never modified after creation.
+/// - `list` sees every object whose `put_new` returned.
+pub trait StorageBackend: fmt::Debug + Send + Sync {
+    /// Creates object `key` with `bytes`, durably; fails with
+    /// [`StorageError::AlreadyExists`] if it exists.
+    fn put_new(&self, key: &str, bytes: &[u8]) -> Result<(), StorageError>;
+
+    /// Reads object `key`, or the byte `range` of it.
+    fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<Vec<u8>, StorageError>;
+
+    /// The keys that start with `prefix`, sorted.
+    fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError>;
+
+    /// Removes object `key`; removing a missing object is not an error.
+    fn delete(&self, key: &str) -> Result<(), StorageError>;
+}
+
+/// Checks that a key is a relative path of safe components.
+///
+/// # Errors
+/// [`StorageError::InvalidKey`] for empty keys, empty components, `.`/`..`, and
+/// characters outside `[A-Za-z0-9._-]`.
+pub fn check_key(key: &str) -> Result<(), StorageError> {
+    let component_ok = |c: &str| {
+        !c.is_empty()
+            && c != "."
+            && c != ".."
+            && c.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    };
+    if key.split('/').all(component_ok) {
+        Ok(())
+    } else {
+        Err(StorageError::InvalidKey(key.to_string()))
+    }
+}
+
+impl<T: StorageBackend + ?Sized> StorageBackend for std::sync::Arc<T> {
+    fn put_new(&self, key: &str, bytes: &[u8]) -> Result<(), StorageError> {
+        (**self).put_new(key, bytes)
+    }
+    fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<Vec<u8>, StorageError> {
+        (**self).get(key, range)
+    }
+    fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
+        (**self).list(prefix)
+    }
+    fn delete(&self, key: &str) -> Result<(), StorageError> {
+        (**self).delete(key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_key;
+
+    #[test]
+    fn keys_are_checked() {
+        assert!(check_key("procs/a-b/manifests/0000000000000001").is_ok());
+        for bad in ["", "/abs", "a//b", "a/../b", "a/./b", "a b", "a/\u{e9}"] {
+            assert!(check_key(bad).is_err(), "{bad:?} must be rejected");
+        }
+    }
+}

@@ -1,0 +1,273 @@
+//! Binary layouts of page records and page-map chunks, with their checksums.
+//!
+//! All integers are little-endian. See `docs/format.md`.
+
+/// Magic of a segment object: ASCII `FSEG`.
+pub const SEGMENT_MAGIC: [u8; 4] = *b"FSEG";
+/// Magic of a page record: ASCII `FPAG`.
+pub const RECORD_MAGIC: [u8; 4] = *b"FPAG";
+/// Magic of a page-map chunk object: ASCII `FMAP`.
+pub const MAP_MAGIC: [u8; 4] = *b"FMAP";
+/// Version of the segment and map layouts.
+pub const LAYOUT_VERSION: u32 = 1;
+
+/// Bytes of a segment header: magic, version, epoch, sequence number, reserved.
+pub const SEGMENT_HEADER_BYTES: usize = 24;
+/// Bytes of a page record header: magic, page, epoch, length, checksum.
+pub const RECORD_HEADER_BYTES: usize = 24;
+/// Pages described by one page-map chunk.
+pub const CHUNK_PAGES: u32 = 4096;
+/// Bytes of one page-map entry.
+pub const MAP_ENTRY_BYTES: usize = 16;
+/// Bytes of a page-map chunk header: magic, version, epoch, chunk index, entry count.
+pub const MAP_HEADER_BYTES: usize = 24;
+
+/// Where a page version is stored: segment `(epoch, seq)` at byte `offset`.
+/// `epoch == 0` means "no version": the page reads as zeros.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Location {
+    pub epoch: u64,
+    pub seq: u32,
+    pub offset: u32,
+}
+
+impl Location {
+    /// The location of a page that was never written.
+    pub const NONE: Location = Location {
+        epoch: 0,
+        seq: 0,
+        offset: 0,
+    };
+
+    /// True if the page has a stored version.
+    pub fn is_some(self) -> bool {
+        self.epoch != 0
+    }
+
+    /// The segment this location is in.
+    pub fn segment(self) -> SegmentId {
+        SegmentId {
+            epoch: self.epoch,
+            seq: self.seq,
+        }
+    }
+}
+
+/// A segment object: the `seq`-th segment written while building `epoch`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SegmentId {
+    pub epoch: u64,
+    pub seq: u32,
+}
+
+impl SegmentId {
+    /// The object name under a process prefix.
+    pub fn key(self, prefix: &str) -> String {
+        format!("{prefix}segments/{:016x}-{:08x}", self.epoch, self.seq)
+    }
+}
+
+/// The object name of page-map chunk `chunk` written at `epoch`.
+pub fn map_key(prefix: &str, epoch: u64, chunk: u32) -> String {
+    format!("{prefix}maps/{epoch:016x}-{chunk:08x}")
+}
+
+fn record_checksum(page: u32, epoch: u64, data: &[u8]) -> u32 {
+    let mut crc = crc32c::crc32c(&page.to_le_bytes());
+    crc = crc32c::crc32c_append(crc, &epoch.to_le_bytes());
+    crc = crc32c::crc32c_append(crc, &(data.len() as u32).to_le_bytes());
+    crc32c::crc32c_append(crc, data)
+}
+
+/// The header of a new segment.
+pub fn segment_header(id: SegmentId) -> [u8; SEGMENT_HEADER_BYTES] {
+    let mut header = [0; SEGMENT_HEADER_BYTES];
+    header[0..4].copy_from_slice(&SEGMENT_MAGIC);
+    header[4..8].copy_from_slice(&LAYOUT_VERSION.to_le_bytes());
+    header[8..16].copy_from_slice(&id.epoch.to_le_bytes());
+    header[16..20].copy_from_slice(&id.seq.to_le_bytes());
+    header
+}
+
+/// Appends a page record to `out`.
+pub fn encode_record(out: &mut Vec<u8>, page: u32, epoch: u64, data: &[u8]) {
+    out.extend_from_slice(&RECORD_MAGIC);
+    out.extend_from_slice(&page.to_le_bytes());
+    out.extend_from_slice(&epoch.to_le_bytes());
+    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    out.extend_from_slice(&record_checksum(page, epoch, data).to_le_bytes());
+    out.extend_from_slice(data);
+}
+
+/// Why stored bytes were rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FormatError {
+    #[error("bad magic")]
+    Magic,
+    #[error("unsupported layout version {0}")]
+    Version(u32),
+    #[error("checksum mismatch")]
+    Checksum,
+    #[error("truncated")]
+    Truncated,
+    #[error(
+        "record is for page {found_page} epoch {found_epoch}, expected page {page} epoch {epoch}"
+    )]
+    Misdirected {
+        page: u32,
+        epoch: u64,
+        found_page: u32,
+        found_epoch: u64,
+    },
+    #[error("wrong length {0}")]
+    Length(u32),
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"))
+}
+
+fn u64_at(bytes: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"))
+}
+
+/// Checks a page record read back for `page` at `epoch` and copies its data out.
+///
+/// # Errors
+/// If the magic, length, page, epoch or checksum is not what was written.
+pub fn decode_record(
+    bytes: &[u8],
+    page: u32,
+    epoch: u64,
+    out: &mut [u8],
+) -> Result<(), FormatError> {
+    if bytes.len() != RECORD_HEADER_BYTES + out.len() {
+        return Err(FormatError::Truncated);
+    }
+    if bytes[0..4] != RECORD_MAGIC {
+        return Err(FormatError::Magic);
+    }
+    let (found_page, found_epoch, len) = (u32_at(bytes, 4), u64_at(bytes, 8), u32_at(bytes, 16));
+    if len as usize != out.len() {
+        return Err(FormatError::Length(len));
+    }
+    let data = &bytes[RECORD_HEADER_BYTES..];
+    if u32_at(bytes, 20) != record_checksum(found_page, found_epoch, data) {
+        return Err(FormatError::Checksum);
+    }
+    if (found_page, found_epoch) != (page, epoch) {
+        return Err(FormatError::Misdirected {
+            page,
+            epoch,
+            found_page,
+            found_epoch,
+        });
+    }
+    out.copy_from_slice(data);
+    Ok(())
+}
+
+/// Encodes page-map chunk `chunk` written at `epoch`.
+pub fn encode_map(epoch: u64, chunk: u32, entries: &[Location]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(MAP_HEADER_BYTES + entries.len() * MAP_ENTRY_BYTES + 4);
+    out.extend_from_slice(&MAP_MAGIC);
+    out.extend_from_slice(&LAYOUT_VERSION.to_le_bytes());
+    out.extend_from_slice(&epoch.to_le_bytes());
+    out.extend_from_slice(&chunk.to_le_bytes());
+    out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+    for entry in entries {
+        out.extend_from_slice(&entry.epoch.to_le_bytes());
+        out.extend_from_slice(&entry.seq.to_le_bytes());
+        out.extend_from_slice(&entry.offset.to_le_bytes());
+    }
+    let crc = crc32c::crc32c(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// Decodes a page-map chunk, checking it is chunk `chunk` of `epoch`.
+///
+/// # Errors
+/// If the bytes are not such a chunk, or fail their checksum.
+pub fn decode_map(bytes: &[u8], epoch: u64, chunk: u32) -> Result<Vec<Location>, FormatError> {
+    let expected = MAP_HEADER_BYTES + CHUNK_PAGES as usize * MAP_ENTRY_BYTES + 4;
+    if bytes.len() != expected {
+        return Err(FormatError::Truncated);
+    }
+    if bytes[0..4] != MAP_MAGIC {
+        return Err(FormatError::Magic);
+    }
+    let version = u32_at(bytes, 4);
+    if version != LAYOUT_VERSION {
+        return Err(FormatError::Version(version));
+    }
+    let body = &bytes[..bytes.len() - 4];
+    if u32_at(bytes, bytes.len() - 4) != crc32c::crc32c(body) {
+        return Err(FormatError::Checksum);
+    }
+    let (found_epoch, found_chunk) = (u64_at(bytes, 8), u32_at(bytes, 16));
+    if (found_epoch, found_chunk) != (epoch, chunk) || u32_at(bytes, 20) != CHUNK_PAGES {
+        return Err(FormatError::Misdirected {
+            page: chunk,
+            epoch,
+            found_page: found_chunk,
+            found_epoch,
+        });
+    }
+    Ok(body[MAP_HEADER_BYTES..]
+        .chunks_exact(MAP_ENTRY_BYTES)
+        .map(|e| Location {
+            epoch: u64_at(e, 0),
+            seq: u32_at(e, 8),
+            offset: u32_at(e, 12),
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn records_round_trip_and_detect_damage() {
+        let data = vec![7u8; 4096];
+        let mut bytes = Vec::new();
+        encode_record(&mut bytes, 5, 9, &data);
+        let mut out = vec![0; 4096];
+        decode_record(&bytes, 5, 9, &mut out).unwrap();
+        assert_eq!(out, data);
+        assert!(matches!(
+            decode_record(&bytes, 6, 9, &mut out),
+            Err(FormatError::Misdirected { .. })
+        ));
+        assert!(matches!(
+            decode_record(&bytes, 5, 8, &mut out),
+            Err(FormatError::Misdirected { .. })
+        ));
+        for at in [0, 4, 8, 16, 20, 24, 4000] {
+            let mut damaged = bytes.clone();
+            damaged[at] ^= 0x10;
+            assert!(
+                decode_record(&damaged, 5, 9, &mut out).is_err(),
+                "flip at {at} undetected"
+            );
+        }
+    }
+
+    #[test]
+    fn maps_round_trip_and_detect_damage() {
+        let mut entries = vec![Location::NONE; CHUNK_PAGES as usize];
+        entries[3] = Location {
+            epoch: 2,
+            seq: 1,
+            offset: 24,
+        };
+        let bytes = encode_map(4, 1, &entries);
+        assert_eq!(decode_map(&bytes, 4, 1).unwrap(), entries);
+        assert!(decode_map(&bytes, 4, 2).is_err());
+        let mut damaged = bytes.clone();
+        damaged[MAP_HEADER_BYTES + 3 * MAP_ENTRY_BYTES] ^= 1;
+        assert_eq!(decode_map(&damaged, 4, 1), Err(FormatError::Checksum));
+    }
+}
