@@ -105,6 +105,35 @@ fn remove_temporaries(dir: &Path) -> Result<(), StorageError> {
     Ok(())
 }
 
+/// Appends the keys of the files in `dir` and below (skipping temporaries) to
+/// `keys`; `dir_key` is the key of `dir` itself. A missing directory has none.
+fn collect_keys(dir: &Path, dir_key: &str, keys: &mut Vec<String>) -> std::io::Result<()> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(TEMP_PREFIX) {
+            continue;
+        }
+        let key = if dir_key.is_empty() {
+            name
+        } else {
+            format!("{dir_key}/{name}")
+        };
+        let file_type = entry.file_type()?;
+        if file_type.is_dir() {
+            collect_keys(&entry.path(), &key, keys)?;
+        } else if file_type.is_file() {
+            keys.push(key);
+        }
+    }
+    Ok(())
+}
+
 /// Syncs a directory so that names created in it survive a power loss.
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
@@ -168,7 +197,7 @@ impl StorageBackend for LocalStore {
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
-        // List the directory that holds the prefix, then filter by name.
+        // Walk the directory that holds the prefix, then filter by full key.
         let (dir_key, _) = prefix.rsplit_once('/').unwrap_or(("", prefix));
         let dir = if dir_key.is_empty() {
             self.root.clone()
@@ -176,26 +205,8 @@ impl StorageBackend for LocalStore {
             self.path(dir_key)?
         };
         let mut keys = Vec::new();
-        let entries = match fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(keys),
-            Err(e) => return Err(StorageError::io(prefix, e)),
-        };
-        for entry in entries {
-            let entry = entry.map_err(|e| StorageError::io(prefix, e))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with(TEMP_PREFIX) {
-                continue;
-            }
-            let key = if dir_key.is_empty() {
-                name
-            } else {
-                format!("{dir_key}/{name}")
-            };
-            if key.starts_with(prefix) && entry.file_type().is_ok_and(|t| t.is_file()) {
-                keys.push(key);
-            }
-        }
+        collect_keys(&dir, dir_key, &mut keys).map_err(|e| StorageError::io(prefix, e))?;
+        keys.retain(|key| key.starts_with(prefix));
         keys.sort();
         Ok(keys)
     }
@@ -245,7 +256,11 @@ mod tests {
         }
         fs::write(dir.join("p/m/.tmp-1-1"), b"partial").unwrap();
         assert_eq!(store.list("p/m/").unwrap(), vec!["p/m/001", "p/m/002"]);
-        assert_eq!(store.list("p/m").unwrap(), vec!["p/mx"]);
+        assert_eq!(
+            store.list("p/m").unwrap(),
+            vec!["p/m/001", "p/m/002", "p/mx"]
+        );
+        assert_eq!(store.list("p/").unwrap().len(), 4, "listing is recursive");
         assert!(store.list("q/").unwrap().is_empty());
         drop(store);
         LocalStore::open(&dir).unwrap();

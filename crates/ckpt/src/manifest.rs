@@ -1,0 +1,240 @@
+//! The manifest: one small object per committed checkpoint, written last.
+//!
+//! Layout (little-endian):
+//!
+//! ```text
+//! offset  size  field
+//!      0     4  magic "FMAN"
+//!      4     4  format version (FORMAT_VERSION)
+//!      8     8  epoch
+//!     16     8  parent epoch (0 for the first checkpoint)
+//!     24     4  body length N
+//!     28     N  body: postcard encoding of `ManifestBody`
+//!   28+N     4  crc32c of bytes 0 .. 28+N
+//! ```
+
+use ferrite_pagestore::{PageMapRef, SegmentId};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Magic of a manifest: ASCII `FMAN`.
+pub const MANIFEST_MAGIC: [u8; 4] = *b"FMAN";
+/// The manifest format this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+const HEADER_BYTES: usize = 28;
+
+/// What a process was doing when the checkpoint was taken.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ProcessStatus {
+    /// Still running (or stopped by a signal or crash and resumable).
+    Running,
+    /// Finished: `proc_exit` code, or 0 after a normal return.
+    Exited { code: i32 },
+    /// Trapped with this message.
+    Trapped { message: String },
+}
+
+/// How the process was started: enough to describe it, not to re-run it (the
+/// state is in `engine` and `host`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Invocation {
+    /// `--invoke` export, or `None` for `_start`.
+    pub export: Option<String>,
+    /// Program arguments (after the file).
+    pub args: Vec<String>,
+    /// Other run flags to re-apply on resume (`--physical-heap`, ...), as text.
+    pub flags: BTreeMap<String, String>,
+}
+
+/// Everything a checkpoint records besides the pages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestBody {
+    /// The process name.
+    pub process: String,
+    /// SHA-256 of the module bytes, hex; the module is stored under `modules/`.
+    pub module_sha256: String,
+    /// Heap page size in bytes.
+    pub page_size: u32,
+    /// Page-map chunks: chunk index and the epoch of its latest version.
+    pub map_chunks: Vec<(u32, u64)>,
+    /// Segments holding live page versions: (epoch, seq, live pages).
+    pub segments: Vec<(u64, u32, u32)>,
+    /// Process status at the checkpoint.
+    pub status: ProcessStatus,
+    /// How the process was started.
+    pub invocation: Invocation,
+    /// Engine state (execution, globals, tables, memory size), encoded by the VM.
+    pub engine: Vec<u8>,
+    /// Host (WASI) state, encoded by the host.
+    pub host: Vec<u8>,
+    /// Wall-clock time of the checkpoint, Unix milliseconds (informational only:
+    /// nothing that feeds execution depends on it).
+    pub created_unix_ms: u64,
+    /// Number of checkpoints of this process so far, including this one.
+    pub checkpoint_count: u64,
+    /// Virtual heap size in bytes at the checkpoint.
+    pub heap_bytes: u64,
+}
+
+impl ManifestBody {
+    /// The page map to open a page store with.
+    pub fn page_map(&self) -> PageMapRef {
+        PageMapRef {
+            chunks: self.map_chunks.iter().copied().collect(),
+            segments: self
+                .segments
+                .iter()
+                .map(|&(epoch, seq, live)| (SegmentId { epoch, seq }, live))
+                .collect(),
+        }
+    }
+
+    /// Records `map` as the page map.
+    pub fn set_page_map(&mut self, map: &PageMapRef) {
+        self.map_chunks = map.chunks.iter().map(|(&c, &e)| (c, e)).collect();
+        self.segments = map
+            .segments
+            .iter()
+            .map(|(id, &live)| (id.epoch, id.seq, live))
+            .collect();
+    }
+}
+
+/// A committed (or to-be-committed) checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Manifest {
+    pub epoch: u64,
+    pub parent: u64,
+    pub body: ManifestBody,
+}
+
+/// Why manifest bytes were rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ManifestError {
+    #[error("not a Ferrite manifest (bad magic)")]
+    Magic,
+    #[error("checkpoint format version {found} is not supported by this build (it reads version {FORMAT_VERSION})")]
+    Version { found: u32 },
+    #[error("manifest checksum mismatch (corrupt)")]
+    Checksum,
+    #[error("manifest truncated")]
+    Truncated,
+    #[error("manifest is for epoch {found}, expected {expected}")]
+    Misdirected { expected: u64, found: u64 },
+    #[error("manifest body does not decode: {0}")]
+    Body(String),
+}
+
+impl Manifest {
+    /// Encodes the manifest.
+    pub fn encode(&self) -> Vec<u8> {
+        let body = postcard::to_allocvec(&self.body).expect("manifest bodies always encode");
+        let mut out = Vec::with_capacity(HEADER_BYTES + body.len() + 4);
+        out.extend_from_slice(&MANIFEST_MAGIC);
+        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        out.extend_from_slice(&self.epoch.to_le_bytes());
+        out.extend_from_slice(&self.parent.to_le_bytes());
+        out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        out.extend_from_slice(&body);
+        let crc = crc32c::crc32c(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
+        out
+    }
+
+    /// Decodes and verifies the manifest stored for `epoch`.
+    ///
+    /// # Errors
+    /// If the bytes are damaged, of another format version, or for another epoch.
+    pub fn decode(bytes: &[u8], epoch: u64) -> Result<Self, ManifestError> {
+        if bytes.len() < HEADER_BYTES + 4 {
+            return Err(ManifestError::Truncated);
+        }
+        if bytes[0..4] != MANIFEST_MAGIC {
+            return Err(ManifestError::Magic);
+        }
+        let word = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
+        let long = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
+        let (body_end, crc_at) = (bytes.len() - 4, bytes.len() - 4);
+        if word(crc_at) != crc32c::crc32c(&bytes[..body_end]) {
+            return Err(ManifestError::Checksum);
+        }
+        let version = word(4);
+        if version != FORMAT_VERSION {
+            return Err(ManifestError::Version { found: version });
+        }
+        if HEADER_BYTES + word(24) as usize != body_end {
+            return Err(ManifestError::Truncated);
+        }
+        if long(8) != epoch {
+            return Err(ManifestError::Misdirected {
+                expected: epoch,
+                found: long(8),
+            });
+        }
+        let body = postcard::from_bytes(&bytes[HEADER_BYTES..body_end])
+            .map_err(|e| ManifestError::Body(e.to_string()))?;
+        Ok(Self {
+            epoch,
+            parent: long(16),
+            body,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    pub(crate) fn sample(epoch: u64) -> Manifest {
+        Manifest {
+            epoch,
+            parent: epoch - 1,
+            body: ManifestBody {
+                process: "demo".into(),
+                module_sha256: "ab".repeat(32),
+                page_size: 4096,
+                map_chunks: vec![(0, epoch)],
+                segments: vec![(epoch, 0, 3)],
+                status: ProcessStatus::Running,
+                invocation: Invocation::default(),
+                engine: vec![1, 2, 3],
+                host: vec![],
+                created_unix_ms: 0,
+                checkpoint_count: epoch,
+                heap_bytes: 65536,
+            },
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let manifest = sample(3);
+        assert_eq!(Manifest::decode(&manifest.encode(), 3).unwrap(), manifest);
+    }
+
+    #[test]
+    fn every_bit_flip_is_detected() {
+        let bytes = sample(2).encode();
+        for at in 0..bytes.len() {
+            let mut damaged = bytes.clone();
+            damaged[at] ^= 0x01;
+            assert!(
+                Manifest::decode(&damaged, 2).is_err(),
+                "flip at byte {at} undetected"
+            );
+        }
+    }
+
+    #[test]
+    fn other_versions_are_refused_clearly() {
+        let mut bytes = sample(2).encode();
+        bytes[4..8].copy_from_slice(&2u32.to_le_bytes());
+        let len = bytes.len();
+        let crc = crc32c::crc32c(&bytes[..len - 4]);
+        bytes[len - 4..].copy_from_slice(&crc.to_le_bytes());
+        let error = Manifest::decode(&bytes, 2).unwrap_err();
+        assert_eq!(error, ManifestError::Version { found: 2 });
+        assert!(error.to_string().contains("version 2 is not supported"));
+    }
+}
