@@ -341,6 +341,30 @@ impl Store {
     /// [`Error::Trap`] if a segment does not fit its table or memory (entities
     /// initialized before the failing segment keep their contents, as the spec says).
     pub fn instantiate(&mut self, module: &Module, imports: &[Extern]) -> Result<Instance, Error> {
+        let instance = self.allocate_instance(module, imports)?;
+        self.initialize_segments(instance)?;
+        Ok(instance)
+    }
+
+    /// Like [`Store::instantiate`] but without running the active segments: for a
+    /// store about to receive a checkpoint's [`StoreImage`](crate::StoreImage),
+    /// whose tables, dropped segments and memory pages already hold their effects.
+    ///
+    /// # Errors
+    /// [`Error::Link`] if an import is missing or has the wrong type.
+    pub fn instantiate_for_restore(
+        &mut self,
+        module: &Module,
+        imports: &[Extern],
+    ) -> Result<Instance, Error> {
+        self.allocate_instance(module, imports)
+    }
+
+    fn allocate_instance(
+        &mut self,
+        module: &Module,
+        imports: &[Extern],
+    ) -> Result<Instance, Error> {
         let inner = &module.inner;
         self.check_imports(inner, imports)?;
         let handle = Instance(self.instances.len() as u32);
@@ -402,7 +426,6 @@ impl Store {
             entity.datas.push(self.datas.len() as u32 - 1);
         }
         self.instances.push(entity);
-        self.initialize_segments(handle)?;
         Ok(handle)
     }
 
