@@ -1,21 +1,25 @@
-//! `ferrite run`: load a module, instantiate it, call one export, print the results.
+//! `ferrite run`: load a module, link WASI preview1, instantiate it, call one
+//! export, print the results.
 //!
 //! Exit statuses, chosen to match `wasmtime run`:
 //!
 //! | status | meaning                                                                 |
 //! |--------|-------------------------------------------------------------------------|
 //! | 0      | the function returned; its results are on stdout, one per line         |
-//! | 1      | the file, module, export or arguments are unusable (one `error:` line)  |
-//! | 2      | the command line itself is wrong (clap errors, invalid stack limits, ARGS |
-//! |        | without `--invoke`): found before FILE is opened                        |
+//! | N      | the program called `proc_exit(N)` (N below 126)                         |
+//! | 1      | the file, module, export, arguments or a `--dir` are unusable (one      |
+//! |        | `error:` line), or `proc_exit` was given 126 or more                    |
+//! | 2      | the command line itself is wrong (clap errors, invalid stack limits):   |
+//! |        | found before FILE is opened                                             |
 //! | 134    | wasm trapped (128 + SIGABRT, as wasmtime; 3 on Windows, as wasmtime)    |
 
 use crate::args::parse_args;
 use clap::Args;
 use ferrite_vm::{
-    Config, Error, Extern, ExternType, FuncType, HostFuncId, Module, StackLimits, Store, Trap,
-    Value,
+    Config, Error, Execution, Extern, ExternType, Func, FuncType, Memory, Module, RunOutcome,
+    StackLimits, Store, Trap, Value,
 };
+use ferrite_wasi::{LinkError, Preopen, ProcExit, WasiConfig, WasiCtx};
 use std::{
     fs::File,
     io::{self, Read, Write},
@@ -36,16 +40,37 @@ const BACKTRACE_FRAMES_MAX: usize = 32;
 
 /// Run a WebAssembly module (`.wasm` or `.wat`).
 ///
-/// The module is instantiated without imports and its start function (if any) is
-/// run. Then the export named by `--invoke` (or `_start`) is called with ARGS, and
-/// each result is printed on its own line: integers in signed decimal, floats as
-/// Rust prints them (`1.5`, `-0`, `inf`, `NaN`).
+/// The module's imports are satisfied from WASI preview1 (`wasi_snapshot_preview1`),
+/// it is instantiated and its start function (if any) is run. Then `_start` is
+/// called, with ARGS as the program's arguments; or, with `--invoke`, the export
+/// NAME is called with ARGS as its parameters and each result is printed on its
+/// own line: integers in signed decimal, floats as Rust prints them (`1.5`, `-0`,
+/// `inf`, `NaN`).
 ///
-/// Exit status: 0 on success; 1 if the file, module, export or arguments are
-/// unusable; 2 for command-line errors; 134 (3 on Windows) if the wasm code traps,
-/// as with wasmtime.
+/// The program sees only the directories given with `--dir`; stdin, stdout and
+/// stderr are ferrite's own.
+///
+/// Exit status: 0 on success; N if the program called `proc_exit(N)`; 1 if the
+/// file, module, export, arguments or a directory are unusable; 2 for command-line
+/// errors; 134 (3 on Windows) if the wasm code traps, as with wasmtime.
 #[derive(Debug, Args)]
 pub struct RunOptions {
+    /// Give the program access to the host directory HOST, under the name GUEST
+    /// (default: HOST as written). Repeatable. Paths outside the given
+    /// directories, absolute or through `..` or symlinks, are unreachable.
+    #[arg(long = "dir", value_name = "HOST[::GUEST]")]
+    pub dirs: Vec<String>,
+
+    /// Set the environment variable NAME to VAL for the program; `--env NAME`
+    /// passes ferrite's own value of NAME, if any. Repeatable. The program sees no
+    /// other variables.
+    #[arg(long = "env", value_name = "NAME[=VAL]")]
+    pub envs: Vec<String>,
+
+    /// The program name the program sees as `argv[0]` (default: FILE as written).
+    #[arg(long, value_name = "NAME")]
+    pub argv0: Option<String>,
+
     /// Call the exported function NAME instead of `_start`.
     ///
     /// ARGS are parsed according to its parameter types: i32 and i64 in decimal
@@ -68,14 +93,24 @@ pub struct RunOptions {
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
 
-    /// Arguments of the invoked function, one per parameter. Everything after FILE
-    /// is an argument, so negative numbers need no `--`.
+    /// The program's arguments; with `--invoke`, the arguments of the function,
+    /// one per parameter. Everything after FILE is an argument, so options of the
+    /// program and negative numbers need no `--`.
     #[arg(
         value_name = "ARGS",
         trailing_var_arg = true,
         allow_hyphen_values = true
     )]
     pub args: Vec<String>,
+}
+
+/// How a run ended without failing.
+#[derive(Debug)]
+enum Finish {
+    /// The called function returned these results.
+    Returned(Vec<Value>),
+    /// The program called `proc_exit`.
+    Exited(ProcExit),
 }
 
 /// Why `ferrite run` failed.
@@ -101,7 +136,8 @@ impl From<Error> for Failure {
 /// Runs the command and reports the outcome; returns the process exit status.
 pub fn main(options: &RunOptions) -> ExitCode {
     match execute(options) {
-        Ok(results) => print_results(&results),
+        Ok(Finish::Returned(results)) => print_results(&results),
+        Ok(Finish::Exited(exit)) => exit_code(exit),
         Err(Failure::Usage(message)) => {
             eprintln!("error: {message}");
             ExitCode::from(2)
@@ -117,41 +153,156 @@ pub fn main(options: &RunOptions) -> ExitCode {
     }
 }
 
-/// Loads, checks, instantiates and calls; the results of the call.
-fn execute(options: &RunOptions) -> Result<Vec<Value>, Failure> {
+/// Loads, checks, links, instantiates and calls; how the call ended.
+fn execute(options: &RunOptions) -> Result<Finish, Failure> {
     let stack_limits = StackLimits {
         call_depth_max: options.max_call_depth,
         value_slots_max: options.max_value_stack,
     };
     stack_limits.validate().map_err(Failure::Usage)?;
     let name = options.invoke.as_deref().unwrap_or(ENTRY_POINT);
-    if options.invoke.is_none() && !options.args.is_empty() {
-        return Err(Failure::Usage(format!(
-            "ARGS are passed to the function named by --invoke; \
-             passing program arguments to {ENTRY_POINT} needs WASI, which ferrite run \
-             cannot provide yet"
-        )));
-    }
+    let config = wasi_config(options)?;
 
     let bytes = read_module(&options.file)
         .map_err(|e| Failure::Unusable(format!("cannot read {}: {e}", options.file.display())))?;
     let module = load_module(&options.file, &bytes)?;
-    check_no_imports(&module)?;
+    let mut store = Store::new(Config { stack_limits });
+    let imports = ferrite_wasi::link(&mut store, &module).map_err(link_failure)?;
     // Everything that can be checked without running code is checked before the
     // start function runs.
     let ty = export_func_type(&module, name, options.invoke.is_some())?;
-    let args = parse_args(&options.args, ty.params())
-        .map_err(|e| Failure::Unusable(format!("invalid arguments for `{name}`: {e}")))?;
-
-    let mut store = Store::new(Config { stack_limits });
-    let mut host = |_: &mut Store, id: HostFuncId, _: &[Value]| -> Result<Vec<Value>, Trap> {
-        unreachable!("host function {id:?} called, but the module has no imports")
+    let invoke_args: &[String] = if options.invoke.is_some() {
+        &options.args
+    } else {
+        &[]
     };
-    let instance = store.instantiate_and_start(&module, &[], &mut host)?;
-    let Some(Extern::Func(func)) = store.get_export(instance, name) else {
+    let args = parse_args(invoke_args, ty.params())
+        .map_err(|e| Failure::Unusable(format!("invalid arguments for `{name}`: {e}")))?;
+    let mut wasi = WasiCtx::new(config).map_err(|e| Failure::Unusable(e.to_string()))?;
+
+    let instance = store.instantiate(&module, &imports)?;
+    let memory = match store.get_export(instance, "memory") {
+        Some(Extern::Memory(memory)) => Some(memory),
+        _ => None,
+    };
+    let mut process = Process {
+        store: &mut store,
+        wasi: &mut wasi,
+        memory,
+    };
+    if let Some(start) = process.store.start_func(instance) {
+        if let Finish::Exited(exit) = process.call(start, &[])? {
+            return Ok(Finish::Exited(exit));
+        }
+    }
+    let Some(Extern::Func(func)) = process.store.get_export(instance, name) else {
         unreachable!("export `{name}` was checked to be a function")
     };
-    Ok(store.invoke(func, &args, &mut host)?)
+    process.call(func, &args)
+}
+
+/// The WASI view of the command line: argv, environment and preopens.
+fn wasi_config(options: &RunOptions) -> Result<WasiConfig, Failure> {
+    let argv0 = options
+        .argv0
+        .clone()
+        .unwrap_or_else(|| options.file.display().to_string());
+    let mut args = vec![argv0];
+    if options.invoke.is_none() {
+        args.extend(options.args.iter().cloned());
+    }
+    let env = options
+        .envs
+        .iter()
+        .filter_map(|spec| match spec.split_once('=') {
+            Some((key, value)) => Some((key.to_owned(), value.to_owned())),
+            // `--env NAME` passes the host's value, as wasmtime does.
+            None => std::env::var(spec).ok().map(|value| (spec.clone(), value)),
+        })
+        .collect();
+    let preopens = options
+        .dirs
+        .iter()
+        .map(|spec| {
+            let (host, guest) = spec.split_once("::").unwrap_or((spec, spec));
+            if host.is_empty() || guest.is_empty() {
+                return Err(Failure::Usage(format!(
+                    "--dir `{spec}`: expected HOST or HOST::GUEST"
+                )));
+            }
+            Ok(Preopen {
+                host_path: PathBuf::from(host),
+                guest_path: guest.to_owned(),
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(WasiConfig {
+        args,
+        env,
+        preopens,
+    })
+}
+
+/// The message for an import WASI cannot satisfy.
+fn link_failure(error: LinkError) -> Failure {
+    let message = match error {
+        LinkError::Foreign { module, name, kind } => {
+            format!(
+                "module imports {module}::{name} ({kind}), which ferrite run cannot provide yet"
+            )
+        }
+        LinkError::NotAFunction { name, kind } => format!(
+            "module imports {}::{name} ({kind}), which ferrite run cannot provide yet",
+            ferrite_wasi::abi::MODULE
+        ),
+        other => other.to_string(),
+    };
+    Failure::Unusable(message)
+}
+
+/// A WASI process: the store, the host, and the memory the host functions use.
+struct Process<'a> {
+    store: &'a mut Store,
+    wasi: &'a mut WasiCtx,
+    memory: Option<Memory>,
+}
+
+impl Process<'_> {
+    /// Calls `func` with `args` to completion, answering its WASI calls.
+    fn call(&mut self, func: Func, args: &[Value]) -> Result<Finish, Failure> {
+        let mut execution = Execution::new(self.store, func, args)?;
+        loop {
+            match execution.run(self.store, u64::MAX)? {
+                RunOutcome::Finished(results) => return Ok(Finish::Returned(results)),
+                RunOutcome::OutOfBudget | RunOutcome::Interrupted => {}
+                RunOutcome::HostCall { id, args } => {
+                    let Some(wasi_func) = ferrite_wasi::host_func(id) else {
+                        unreachable!("host function {id:?} was not created by ferrite_wasi::link")
+                    };
+                    let memory = self.memory.map(|memory| self.store.memory_mut(memory));
+                    match self.wasi.call(memory, wasi_func, &args) {
+                        Ok(results) => execution.resume_host(self.store, &results)?,
+                        Err(exit) => return Ok(Finish::Exited(exit)),
+                    }
+                    if let Some(results) = execution.host_results(self.store) {
+                        return Ok(Finish::Returned(results));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The status of a run that ended in `proc_exit`.
+fn exit_code(exit: ProcExit) -> ExitCode {
+    // WASI statuses are 0 to 125; wasmtime refuses the rest, and so does ferrite.
+    match u8::try_from(exit.status) {
+        Ok(status) if status < 126 => ExitCode::from(status),
+        _ => {
+            eprintln!("error: exit with invalid exit status outside of [0..126)");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// The file's bytes, at most [`MODULE_BYTES_MAX`] of them.
@@ -177,19 +328,6 @@ fn load_module(path: &Path, bytes: &[u8]) -> Result<Module, Failure> {
         .parse_bytes(Some(path), bytes)
         .map_err(|e| Error::Malformed(e.to_string()))?;
     Ok(Module::new(&binary)?)
-}
-
-/// Fails on the first import: `ferrite run` has no host functions yet.
-fn check_no_imports(module: &Module) -> Result<(), Failure> {
-    match module.imports().first() {
-        None => Ok(()),
-        Some(import) => Err(Failure::Unusable(format!(
-            "module imports {}::{} ({}), which ferrite run cannot provide yet",
-            import.module,
-            import.name,
-            import.ty.kind()
-        ))),
-    }
 }
 
 /// The signature of the function exported as `name`.
