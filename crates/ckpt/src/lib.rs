@@ -33,9 +33,11 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod lock;
 mod manifest;
 mod process;
 
+pub use lock::{LockError, ProcessLock};
 pub use manifest::{
     Invocation, Manifest, ManifestBody, ManifestError, ProcessStatus, FORMAT_VERSION,
     MANIFEST_MAGIC,
