@@ -14,8 +14,14 @@ fn workloads(c: &mut Criterion) {
         let mut ferrite = FerriteRunner::new(&wasm).expect("ferrite instantiates the workload");
         let mut wasmi = WasmiRunner::new(&wasm).expect("wasmi instantiates the workload");
         let expected = wasmi.run(workload.arg).expect("wasmi runs the workload");
-        let actual = ferrite.run(workload.arg).expect("ferrite runs the workload");
-        assert_eq!(actual, expected, "{}: ferrite and wasmi disagree", workload.name);
+        let actual = ferrite
+            .run(workload.arg)
+            .expect("ferrite runs the workload");
+        assert_eq!(
+            actual, expected,
+            "{}: ferrite and wasmi disagree",
+            workload.name
+        );
 
         let mut group = c.benchmark_group(workload.name);
         // Each call takes tens of milliseconds: few samples suffice, and the whole

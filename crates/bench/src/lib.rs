@@ -51,12 +51,36 @@ impl Workload {
 
 /// All workloads, in the order they are reported.
 pub const WORKLOADS: &[Workload] = &[
-    Workload { name: "fib", wat: include_str!("../wat/fib.wat"), arg: 28 },
-    Workload { name: "loops", wat: include_str!("../wat/loops.wat"), arg: 20_000 },
-    Workload { name: "sort", wat: include_str!("../wat/sort.wat"), arg: 60_000 },
-    Workload { name: "hash", wat: include_str!("../wat/hash.wat"), arg: 50_000 },
-    Workload { name: "matmul", wat: include_str!("../wat/matmul.wat"), arg: 100 },
-    Workload { name: "memcopy", wat: include_str!("../wat/memcopy.wat"), arg: 300 },
+    Workload {
+        name: "fib",
+        wat: include_str!("../wat/fib.wat"),
+        arg: 28,
+    },
+    Workload {
+        name: "loops",
+        wat: include_str!("../wat/loops.wat"),
+        arg: 20_000,
+    },
+    Workload {
+        name: "sort",
+        wat: include_str!("../wat/sort.wat"),
+        arg: 60_000,
+    },
+    Workload {
+        name: "hash",
+        wat: include_str!("../wat/hash.wat"),
+        arg: 50_000,
+    },
+    Workload {
+        name: "matmul",
+        wat: include_str!("../wat/matmul.wat"),
+        arg: 100,
+    },
+    Workload {
+        name: "memcopy",
+        wat: include_str!("../wat/memcopy.wat"),
+        arg: 300,
+    },
 ];
 
 /// The name of the function every workload exports.
@@ -95,7 +119,9 @@ impl FerriteRunner {
     /// # Errors
     /// If the call traps or `run` does not have type `(i32) -> i64`.
     pub fn run(&mut self, arg: i32) -> Result<i64, BenchError> {
-        let results = self.store.invoke(self.run, &[Value::I32(arg)], &mut no_host_functions)?;
+        let results = self
+            .store
+            .invoke(self.run, &[Value::I32(arg)], &mut no_host_functions)?;
         match results.as_slice() {
             [Value::I64(result)] => Ok(*result),
             other => Err(format!("`{ENTRY}` returned {other:?}, expected one i64").into()),
@@ -144,10 +170,19 @@ mod tests {
 
     /// Runs `workload` with `arg` in both engines and returns the agreed result.
     fn agreed(name: &str, arg: i32) -> i64 {
-        let workload = WORKLOADS.iter().find(|w| w.name == name).expect("known workload");
+        let workload = WORKLOADS
+            .iter()
+            .find(|w| w.name == name)
+            .expect("known workload");
         let wasm = workload.wasm();
-        let ferrite = FerriteRunner::new(&wasm).expect("ferrite").run(arg).expect("ferrite run");
-        let wasmi = WasmiRunner::new(&wasm).expect("wasmi").run(arg).expect("wasmi run");
+        let ferrite = FerriteRunner::new(&wasm)
+            .expect("ferrite")
+            .run(arg)
+            .expect("ferrite run");
+        let wasmi = WasmiRunner::new(&wasm)
+            .expect("wasmi")
+            .run(arg)
+            .expect("wasmi run");
         assert_eq!(ferrite, wasmi, "{name}({arg})");
         ferrite
     }
@@ -160,7 +195,10 @@ mod tests {
         assert_ne!(agreed("sort", 1000), -1, "the array is sorted");
         let hash = agreed("hash", 1000);
         let misses = hash >> 40;
-        assert!(misses > 900 && misses <= 1000, "most unrelated keys miss: {misses}");
+        assert!(
+            misses > 900 && misses <= 1000,
+            "most unrelated keys miss: {misses}"
+        );
         // All-ones matrices would give n^3; these give a fixed, non-trivial sum.
         assert!(f64::from_bits(agreed("matmul", 10) as u64).is_finite());
         assert_ne!(agreed("memcopy", 3), 0);
@@ -171,7 +209,12 @@ mod tests {
         for workload in WORKLOADS {
             let mut ferrite = FerriteRunner::new(&workload.wasm()).expect("ferrite");
             let first = ferrite.run(3).expect("first call");
-            assert_eq!(ferrite.run(3).expect("second call"), first, "{}", workload.name);
+            assert_eq!(
+                ferrite.run(3).expect("second call"),
+                first,
+                "{}",
+                workload.name
+            );
         }
     }
 }

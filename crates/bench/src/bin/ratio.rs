@@ -7,21 +7,23 @@
 //!
 //! Method: each engine instantiates the workload once and is checked to return
 //! the same result; after one warm-up call each, the engines run the workload
-//! `RUNS` times (default 5) alternately, so that a burst of load from other
+//! `RUNS` times (default 11) alternately, so that a burst of load from other
 //! processes hits both about equally, and the table reports the median of each.
 //! On a shared machine the ratios are more trustworthy than the absolute times.
 
 use ferrite_bench::{BenchError, FerriteRunner, WasmiRunner, Workload, WORKLOADS};
 use std::time::{Duration, Instant};
 
-const RUNS_DEFAULT: usize = 5;
+const RUNS_DEFAULT: usize = 11;
 /// Bounds the run count given on the command line.
 const RUNS_MAX: usize = 1_000;
 
 fn main() -> Result<(), BenchError> {
     let runs = match std::env::args().nth(1) {
         None => RUNS_DEFAULT,
-        Some(arg) => arg.parse().map_err(|e| format!("RUNS must be a count: {arg:?}: {e}"))?,
+        Some(arg) => arg
+            .parse()
+            .map_err(|e| format!("RUNS must be a count: {arg:?}: {e}"))?,
     };
     if runs == 0 || runs > RUNS_MAX {
         return Err(format!("RUNS must be between 1 and {RUNS_MAX}, got {runs}").into());
@@ -56,18 +58,30 @@ fn measure(workload: &Workload, runs: usize) -> Result<(Duration, Duration), Ben
     // The warm-up calls double as the agreement check.
     let expected = wasmi.run(workload.arg)?;
     let actual = ferrite.run(workload.arg)?;
-    assert_eq!(actual, expected, "{}: ferrite and wasmi disagree", workload.name);
+    assert_eq!(
+        actual, expected,
+        "{}: ferrite and wasmi disagree",
+        workload.name
+    );
     let mut times_ferrite = Vec::with_capacity(runs);
     let mut times_wasmi = Vec::with_capacity(runs);
     for _ in 0..runs {
         let start = Instant::now();
         let result = ferrite.run(workload.arg)?;
         times_ferrite.push(start.elapsed());
-        assert_eq!(result, expected, "{}: ferrite is not deterministic", workload.name);
+        assert_eq!(
+            result, expected,
+            "{}: ferrite is not deterministic",
+            workload.name
+        );
         let start = Instant::now();
         let result = wasmi.run(workload.arg)?;
         times_wasmi.push(start.elapsed());
-        assert_eq!(result, expected, "{}: wasmi is not deterministic", workload.name);
+        assert_eq!(
+            result, expected,
+            "{}: wasmi is not deterministic",
+            workload.name
+        );
     }
     Ok((median(&mut times_ferrite), median(&mut times_wasmi)))
 }
