@@ -89,6 +89,23 @@ impl LocalStore {
     }
 }
 
+/// True for a temporary file whose writer is gone: its name is
+/// `.tmp-<pid>-<seq>` and no process `<pid>` exists. Another runner's write in
+/// progress is never touched. Where liveness cannot be told (no `/proc`), nothing
+/// is considered abandoned.
+fn is_abandoned_temporary(name: &str) -> bool {
+    let Some(pid) = name
+        .strip_prefix(TEMP_PREFIX)
+        .and_then(|rest| rest.split('-').next())
+    else {
+        return false;
+    };
+    let proc_root = Path::new("/proc");
+    pid.parse::<u32>().is_ok_and(|pid| {
+        pid != std::process::id() && proc_root.is_dir() && !proc_root.join(pid.to_string()).exists()
+    })
+}
+
 /// Removes temporary files left by a crash, in `dir` and below.
 fn remove_temporaries(dir: &Path) -> Result<(), StorageError> {
     let key = dir.display().to_string();
@@ -98,7 +115,7 @@ fn remove_temporaries(dir: &Path) -> Result<(), StorageError> {
         let file_type = entry.file_type().map_err(|e| StorageError::io(&key, e))?;
         if file_type.is_dir() {
             remove_temporaries(&path)?;
-        } else if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+        } else if is_abandoned_temporary(&entry.file_name().to_string_lossy()) {
             let _ = fs::remove_file(&path);
         }
     }
@@ -254,7 +271,10 @@ mod tests {
         for key in ["p/m/002", "p/m/001", "p/s/001", "p/mx"] {
             store.put_new(key, b"").unwrap();
         }
-        fs::write(dir.join("p/m/.tmp-1-1"), b"partial").unwrap();
+        // PID 4194305 is above Linux's PID limit: no such process can exist.
+        fs::write(dir.join("p/m/.tmp-4194305-1"), b"partial").unwrap();
+        let live = format!(".tmp-{}-9", std::process::id());
+        fs::write(dir.join("p/m").join(&live), b"in progress").unwrap();
         assert_eq!(store.list("p/m/").unwrap(), vec!["p/m/001", "p/m/002"]);
         assert_eq!(
             store.list("p/m").unwrap(),
@@ -265,8 +285,12 @@ mod tests {
         drop(store);
         LocalStore::open(&dir).unwrap();
         assert!(
-            !dir.join("p/m/.tmp-1-1").exists(),
+            !dir.join("p/m/.tmp-4194305-1").exists(),
             "open removes crash leftovers"
+        );
+        assert!(
+            dir.join("p/m").join(&live).exists(),
+            "a live writer's file is kept"
         );
         fs::remove_dir_all(dir).unwrap();
     }
