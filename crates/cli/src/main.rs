@@ -2,13 +2,16 @@
 //!
 //! ```text
 //! ferrite run --invoke fib examples/fib.wat 30
+//! ferrite ps --store /var/lib/ferrite
 //! ```
 //!
 //! `main` only parses the command line and dispatches; each subcommand lives in its
 //! own module.
 
 mod args;
+mod procs;
 mod run;
+mod store_path;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -26,6 +29,9 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     Run(run::RunOptions),
+    Ps(procs::PsOptions),
+    Inspect(procs::InspectOptions),
+    Rm(procs::RmOptions),
 }
 
 fn main() -> ExitCode {
@@ -34,5 +40,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Run(options) => run::main(&options),
+        Command::Ps(options) => procs::ps(&options),
+        Command::Inspect(options) => procs::inspect(&options),
+        Command::Rm(options) => procs::rm(&options),
     }
 }
