@@ -1,6 +1,22 @@
 //! The pool of page frames: the host memory that backs resident pages.
+//!
+//! This is one of the two frame-mapping modules (with `tlb`) allowed to use
+//! `unsafe`: frames live in raw allocations (*slabs*) so that the TLB may keep
+//! pointers into them and bulk operations may copy across adjacent frames with one
+//! `memmove`.
+//!
+//! Frames are carved from slabs of [`SLAB_FRAMES`] frames, in allocation order, so
+//! pages written in ascending order (the common case: initialization, sequential
+//! writes, the targets of a bulk copy) get adjacent frames, and a bulk operation
+//! over them is one host copy per slab instead of one per page. A slab is
+//! allocated zeroed; the host commits its pages only when they are first written,
+//! so a slab's frames that are not handed out yet cost address space only.
 
 use crate::PAGE_SIZE;
+use std::{alloc::Layout, ptr::NonNull};
+
+/// Frames per slab: 1 MiB of address space per allocation.
+pub(crate) const SLAB_FRAMES: usize = 1024;
 
 /// Index of a frame in the [`FramePool`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -16,76 +32,174 @@ impl FrameIndex {
 
 /// One page of host memory.
 ///
-/// A fixed-size array rather than `Box<[u8]>` so that the compiler knows the length on
+/// A fixed-size array rather than `[u8]` so that the compiler knows the length on
 /// the hot path and can drop the bounds checks of masked in-page offsets.
-pub(crate) type Frame = Box<[u8; PAGE_SIZE]>;
+pub(crate) type Frame = [u8; PAGE_SIZE];
+
+/// A range of frame bytes: `len` bytes from byte `offset` of frame `frame`, which
+/// may run on into the frames that follow it in its slab.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Span {
+    pub(crate) frame: FrameIndex,
+    pub(crate) offset: usize,
+    pub(crate) len: usize,
+}
 
 /// Owns every frame of a linear memory.
 ///
 /// Frames are only ever added today; the eviction issue will add a free list. The
 /// pool never holds more frames than the memory has pages (the caller allocates a
 /// frame only for an unmapped page), so it is bounded by `WASM_PAGES_MAX` wasm pages.
+///
+/// Invariants:
+/// - `slabs[s]` is a zeroed allocation of `SLAB_FRAMES` frames (layout
+///   [`FramePool::slab_layout`]), owned by the pool alone and freed once, in `Drop`;
+/// - frame `i` is frame `i % SLAB_FRAMES` of slab `i / SLAB_FRAMES`, and frames
+///   `0..len` are handed out (`len <= slabs.len() * SLAB_FRAMES`);
+/// - a frame never moves while it is allocated (growing `slabs` moves the
+///   pointers, not the slabs), so a pointer from [`FramePool::frame_ptr`] stays
+///   valid until the frame is freed. **Freeing or reusing a frame (eviction) must
+///   flush every TLB that may hold its pointer** (`LinearMemory::flush_tlb`).
 #[derive(Default)]
 pub(crate) struct FramePool {
-    frames: Vec<Frame>,
+    slabs: Vec<NonNull<Frame>>,
+    len: usize,
 }
 
+// SAFETY: the pool owns its slabs exclusively (like `Vec<Box<[Frame]>>`, which is
+// `Send`); the raw pointers are only an ownership encoding, and sending the pool
+// sends the frames with it.
+unsafe impl Send for FramePool {}
+// SAFETY: `&FramePool` only reads frames (shared reads of plain bytes), as
+// `&Vec<Box<[Frame]>>` would; writes need `&mut FramePool`.
+unsafe impl Sync for FramePool {}
+
 impl FramePool {
+    fn slab_layout() -> Layout {
+        // Host-page aligned, so that frames are host pages too.
+        Layout::from_size_align(SLAB_FRAMES * PAGE_SIZE, PAGE_SIZE).expect("a valid slab layout")
+    }
+
     /// Allocates a zeroed frame and returns its index.
     pub(crate) fn allocate(&mut self) -> FrameIndex {
         // Bounded by the page count (at most 2^20), far below the index space.
         assert!(
-            self.frames.len() < u32::MAX as usize,
+            self.len < u32::MAX as usize,
             "frame pool exhausted u32 indices"
         );
-        let index = FrameIndex(self.frames.len() as u32);
-        // `vec![0; n]` goes through the zeroed allocator, which gets fresh pages from
-        // the OS without touching them.
-        let Ok(frame) = Frame::try_from(vec![0u8; PAGE_SIZE].into_boxed_slice()) else {
-            unreachable!("a PAGE_SIZE vector converts to a PAGE_SIZE array");
-        };
-        self.frames.push(frame);
+        if self.len == self.slabs.len() * SLAB_FRAMES {
+            // SAFETY: the layout has a non-zero size.
+            let slab = unsafe { std::alloc::alloc_zeroed(Self::slab_layout()) };
+            let Some(slab) = NonNull::new(slab.cast::<Frame>()) else {
+                std::alloc::handle_alloc_error(Self::slab_layout())
+            };
+            self.slabs.push(slab);
+        }
+        let index = FrameIndex(self.len as u32);
+        self.len += 1;
         index
+    }
+
+    /// A raw pointer to the first byte of the frame at `index`, valid for reads and
+    /// writes of `PAGE_SIZE` bytes until the frame is freed (only when the pool is
+    /// dropped, today).
+    #[inline]
+    pub(crate) fn frame_ptr(&self, index: FrameIndex) -> NonNull<u8> {
+        let index = index.as_usize();
+        assert!(index < self.len, "frame {index} is not allocated");
+        let slab = self.slabs[index / SLAB_FRAMES];
+        // SAFETY: `index % SLAB_FRAMES < SLAB_FRAMES` frames into a slab of
+        // `SLAB_FRAMES` frames (type invariant).
+        unsafe { slab.add(index % SLAB_FRAMES) }.cast()
     }
 
     /// The frame at `index`.
     #[inline(always)]
-    pub(crate) fn frame(&self, index: FrameIndex) -> &[u8; PAGE_SIZE] {
-        &self.frames[index.as_usize()]
+    pub(crate) fn frame(&self, index: FrameIndex) -> &Frame {
+        // SAFETY: an allocated frame (checked by `frame_ptr`) of `PAGE_SIZE` bytes;
+        // the shared borrow of `self` rules out a concurrent `&mut` to it.
+        unsafe { self.frame_ptr(index).cast::<Frame>().as_ref() }
     }
 
     /// The frame at `index`, for writing.
     #[inline(always)]
-    pub(crate) fn frame_mut(&mut self, index: FrameIndex) -> &mut [u8; PAGE_SIZE] {
-        &mut self.frames[index.as_usize()]
+    pub(crate) fn frame_mut(&mut self, index: FrameIndex) -> &mut Frame {
+        // SAFETY: as in `frame`; the unique borrow of `self` rules out any other
+        // reference to the frame for the lifetime of the result.
+        unsafe { self.frame_ptr(index).cast::<Frame>().as_mut() }
     }
 
-    /// Two distinct frames, the first for reading and the second for writing.
-    pub(crate) fn frame_pair_mut(
-        &mut self,
-        source: FrameIndex,
-        target: FrameIndex,
-    ) -> (&[u8; PAGE_SIZE], &mut [u8; PAGE_SIZE]) {
-        assert_ne!(source, target, "frame_pair_mut needs two distinct frames");
-        let Ok([source, target]) = self
-            .frames
-            .get_disjoint_mut([source.as_usize(), target.as_usize()])
-        else {
-            unreachable!("frame indices come from the page table and are distinct");
-        };
-        (source, target)
+    /// Whether frame `next` directly follows frame `first` in memory (the same
+    /// slab, next index): a span may run from one into the other.
+    #[inline]
+    pub(crate) fn adjacent(&self, first: FrameIndex, next: FrameIndex) -> bool {
+        let (first, next) = (first.as_usize(), next.as_usize());
+        next == first + 1 && next < self.len && first / SLAB_FRAMES == next / SLAB_FRAMES
+    }
+
+    /// A pointer to the start of `span`, after checking that it lies within
+    /// allocated frames of one slab.
+    fn span_ptr(&self, span: Span) -> NonNull<u8> {
+        let frame = span.frame.as_usize();
+        let frames = (span.offset + span.len).div_ceil(PAGE_SIZE).max(1);
+        assert!(
+            frame + frames <= self.len
+                && frame % SLAB_FRAMES + frames <= SLAB_FRAMES
+                && span.offset < PAGE_SIZE,
+            "{span:?} leaves its slab"
+        );
+        // SAFETY: `offset < PAGE_SIZE` bytes into an allocated frame.
+        unsafe { self.frame_ptr(span.frame).add(span.offset) }
+    }
+
+    /// Copies `source.len` bytes from `source` to `target` as `memmove` does
+    /// (the spans may overlap); both spans have the same length.
+    pub(crate) fn copy(&mut self, source: Span, target: Span) {
+        assert_eq!(source.len, target.len, "spans of a copy have one length");
+        let (from, to) = (self.span_ptr(source), self.span_ptr(target));
+        // SAFETY: both spans lie within allocated frames of one slab each
+        // (`span_ptr`), so they are valid for `len` bytes; `ptr::copy` allows
+        // overlap. The unique borrow of `self` rules out references to frames.
+        unsafe { std::ptr::copy(from.as_ptr(), to.as_ptr(), source.len) };
+    }
+
+    /// Sets the bytes of `span` to `byte`.
+    pub(crate) fn fill(&mut self, span: Span, byte: u8) {
+        let to = self.span_ptr(span);
+        // SAFETY: as in `copy`.
+        unsafe { std::ptr::write_bytes(to.as_ptr(), byte, span.len) };
+    }
+
+    /// Whether every byte of `span` is zero.
+    pub(crate) fn is_zero(&self, span: Span) -> bool {
+        let from = self.span_ptr(span);
+        // SAFETY: the span lies within allocated frames of one slab (`span_ptr`);
+        // the shared borrow of `self` rules out writes while the slice lives.
+        let bytes = unsafe { std::slice::from_raw_parts(from.as_ptr(), span.len) };
+        bytes.iter().all(|&byte| byte == 0)
     }
 
     /// Number of frames allocated.
     pub(crate) fn len(&self) -> usize {
-        self.frames.len()
+        self.len
+    }
+}
+
+impl Drop for FramePool {
+    fn drop(&mut self) {
+        for slab in self.slabs.drain(..) {
+            // SAFETY: every slab came from `alloc_zeroed` with `slab_layout` and is
+            // freed only here, once.
+            unsafe { std::alloc::dealloc(slab.as_ptr().cast(), Self::slab_layout()) };
+        }
     }
 }
 
 impl std::fmt::Debug for FramePool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FramePool")
-            .field("frames", &self.frames.len())
+            .field("frames", &self.len)
+            .field("slabs", &self.slabs.len())
             .finish()
     }
 }
@@ -102,9 +216,73 @@ mod tests {
         assert_eq!((first, second), (FrameIndex(0), FrameIndex(1)));
         assert!(pool.frame(second).iter().all(|&byte| byte == 0));
         pool.frame_mut(first)[7] = 9;
-        let (source, target) = pool.frame_pair_mut(first, second);
-        target[..8].copy_from_slice(&source[..8]);
-        assert_eq!(pool.frame(second)[7], 9);
+        assert_eq!(pool.frame(first)[7], 9);
+        assert_eq!(pool.frame(second)[7], 0);
         assert_eq!(pool.len(), 2);
+    }
+
+    #[test]
+    fn frames_do_not_move_when_the_pool_grows() {
+        let mut pool = FramePool::default();
+        let first = pool.allocate();
+        let pointer = pool.frame_ptr(first);
+        for _ in 0..2 * SLAB_FRAMES {
+            pool.allocate();
+        }
+        assert_eq!(pool.frame_ptr(first), pointer);
+        // SAFETY: the frame is live and no reference to it exists right now.
+        unsafe { pointer.as_ptr().add(PAGE_SIZE - 1).write(5) };
+        assert_eq!(pool.frame(first)[PAGE_SIZE - 1], 5);
+    }
+
+    #[test]
+    fn spans_run_across_adjacent_frames_of_a_slab_only() {
+        let mut pool = FramePool::default();
+        for _ in 0..SLAB_FRAMES + 2 {
+            pool.allocate();
+        }
+        let last = FrameIndex(SLAB_FRAMES as u32 - 1);
+        let next = FrameIndex(SLAB_FRAMES as u32);
+        assert!(pool.adjacent(FrameIndex(0), FrameIndex(1)));
+        assert!(!pool.adjacent(last, next), "slabs are separate allocations");
+        assert!(!pool.adjacent(FrameIndex(0), FrameIndex(2)));
+        let across = Span {
+            frame: FrameIndex(0),
+            offset: PAGE_SIZE - 2,
+            len: 4,
+        };
+        pool.fill(across, 7);
+        assert_eq!(pool.frame(FrameIndex(0))[PAGE_SIZE - 2..], [7, 7]);
+        assert_eq!(pool.frame(FrameIndex(1))[..3], [7, 7, 0]);
+        let target = Span {
+            frame: FrameIndex(5),
+            offset: 1,
+            len: 4,
+        };
+        pool.copy(across, target);
+        assert_eq!(pool.frame(FrameIndex(5))[..6], [0, 7, 7, 7, 7, 0]);
+        assert!(!pool.is_zero(target));
+        assert!(pool.is_zero(Span {
+            frame: FrameIndex(6),
+            offset: 0,
+            len: PAGE_SIZE,
+        }));
+    }
+
+    #[test]
+    #[should_panic(expected = "leaves its slab")]
+    fn spans_may_not_leave_their_slab() {
+        let mut pool = FramePool::default();
+        for _ in 0..=SLAB_FRAMES {
+            pool.allocate();
+        }
+        pool.fill(
+            Span {
+                frame: FrameIndex(SLAB_FRAMES as u32 - 1),
+                offset: PAGE_SIZE - 1,
+                len: 2,
+            },
+            1,
+        );
     }
 }

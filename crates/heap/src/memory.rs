@@ -1,7 +1,7 @@
 //! [`LinearMemory`]: the page table, frame pool and TLB composed into a wasm memory.
 
 use crate::{
-    frame_pool::{FrameIndex, FramePool},
+    frame_pool::{FrameIndex, FramePool, Span},
     out_of_bounds,
     page_table::PageTable,
     tlb::Tlb,
@@ -114,24 +114,19 @@ impl LinearMemory {
     /// Loads the `N` bytes at `addr` (little-endian order is the caller's business:
     /// the bytes come back in memory order). `N` is at most 16; the VM uses 1, 2, 4, 8.
     ///
-    /// Takes `&mut self` because a TLB miss refills the TLB. Never allocates.
+    /// The hit path is the TLB's tag compare alone: the TLB caches only mapped pages
+    /// below the memory size, so a hit needs no bounds check. Takes `&mut self`
+    /// because a TLB miss refills the TLB. Never allocates.
     ///
     /// # Errors
     /// [`OutOfBounds`] if `addr + N` exceeds the memory size.
     #[inline(always)]
     pub fn load<const N: usize>(&mut self, addr: u64) -> Result<[u8; N], OutOfBounds> {
         const { assert!(N >= 1 && N <= 16, "accesses are 1 to 16 bytes") };
-        // `saturating_add` cannot overflow, and saturates to a value above any size.
-        if addr.saturating_add(N as u64) > self.size_bytes {
-            return Err(out_of_bounds());
+        match self.tlb.load::<N>(addr) {
+            Some(bytes) => Ok(bytes),
+            None => self.load_slow(addr),
         }
-        if let Some(frame) = self.tlb.lookup(page_of(addr)) {
-            // `first_chunk` fails exactly when the access straddles into the next page.
-            if let Some(bytes) = self.frames.frame(frame)[offset_of(addr)..].first_chunk::<N>() {
-                return Ok(*bytes);
-            }
-        }
-        Ok(self.load_slow(addr))
     }
 
     /// Stores the `N` bytes `bytes` at `addr`, in memory order. `N` is at most 16.
@@ -143,18 +138,40 @@ impl LinearMemory {
     #[inline(always)]
     pub fn store<const N: usize>(&mut self, addr: u64, bytes: [u8; N]) -> Result<(), OutOfBounds> {
         const { assert!(N >= 1 && N <= 16, "accesses are 1 to 16 bytes") };
-        if addr.saturating_add(N as u64) > self.size_bytes {
-            return Err(out_of_bounds());
+        if self.tlb.store(addr, bytes) {
+            return Ok(());
         }
-        if let Some(frame) = self.tlb.lookup(page_of(addr)) {
-            let frame = self.frames.frame_mut(frame);
-            if let Some(target) = frame[offset_of(addr)..].first_chunk_mut::<N>() {
-                *target = bytes;
-                return Ok(());
-            }
-        }
-        self.store_slow(addr, bytes);
-        Ok(())
+        self.store_slow(addr, bytes)
+    }
+
+    /// The hit path of [`Self::load`] alone: the bytes if the TLB maps them, `None`
+    /// on a miss (out of bounds, unmapped, not cached or straddling pages), when
+    /// the caller falls back to [`Self::load`]. Lets an interpreter keep the miss
+    /// out of line.
+    #[inline(always)]
+    pub fn load_cached<const N: usize>(&self, addr: u64) -> Option<[u8; N]> {
+        const { assert!(N >= 1 && N <= 16, "accesses are 1 to 16 bytes") };
+        self.tlb.load::<N>(addr)
+    }
+
+    /// The hit path of [`Self::store`] alone: true if the TLB mapped the bytes and
+    /// they are stored, false on a miss, when the caller falls back to
+    /// [`Self::store`] (nothing was written).
+    #[inline(always)]
+    pub fn store_cached<const N: usize>(&mut self, addr: u64, bytes: [u8; N]) -> bool {
+        const { assert!(N >= 1 && N <= 16, "accesses are 1 to 16 bytes") };
+        self.tlb.store(addr, bytes)
+    }
+
+    /// Forgets every cached translation.
+    ///
+    /// Nothing needs this today: the TLB caches mapped pages only, pages are never
+    /// unmapped and frames are freed only with the memory. **Whoever adds eviction,
+    /// restore or frame reuse must call this (or evict the page's entry) before a
+    /// page is unmapped or remapped, or its frame freed**: a hit would otherwise
+    /// read or write a stale or freed frame.
+    pub fn flush_tlb(&mut self) {
+        self.tlb.flush();
     }
 
     /// Copies `buf.len()` bytes starting at `addr` into `buf`. Never allocates.
@@ -180,14 +197,30 @@ impl LinearMemory {
     /// Sets `len` bytes starting at `addr` to `byte` (`memory.fill`). Filling with
     /// zeros allocates nothing.
     ///
+    /// Works run by run: pages mapped to adjacent frames are filled with one host
+    /// `memset` (see `FramePool`).
+    ///
     /// # Errors
     /// [`OutOfBounds`] if the range exceeds the memory size; nothing is written.
     pub fn fill(&mut self, addr: u64, byte: u8, len: u64) -> Result<(), OutOfBounds> {
         self.check_range(addr, len)?;
-        for chunk in PageChunks::new(addr, len) {
-            if let Some(frame) = self.frame_for_write(chunk.page, |_| byte == 0) {
-                self.frames.frame_mut(frame)[chunk.offset..][..chunk.len].fill(byte);
+        if byte != 0 {
+            // Map the unmapped pages first, in ascending order, so that they get
+            // adjacent frames and the fill below runs over them at once.
+            for chunk in PageChunks::new(addr, len) {
+                if self.table.get(chunk.page).is_none() {
+                    self.allocate(chunk.page);
+                }
             }
+        }
+        let mut done = 0;
+        while done < len {
+            let (target, piece) = self.run_above(addr + done, len - done);
+            // An unmapped page is left alone: it already reads as the zeros written.
+            if let Some(target) = target {
+                self.frames.fill(target.span(piece), byte);
+            }
+            done += piece;
         }
         Ok(())
     }
@@ -195,35 +228,134 @@ impl LinearMemory {
     /// Copies `len` bytes from `src` to `dst` (`memory.copy`); overlapping ranges
     /// behave like `memmove`.
     ///
+    /// Works run by run: a piece that lies in pages mapped to adjacent frames on
+    /// both sides is one host `memmove`. Target pages are mapped first, in
+    /// ascending order, so that the pages a copy creates get adjacent frames.
+    ///
     /// # Errors
     /// [`OutOfBounds`] if either range exceeds the memory size; nothing is written.
     pub fn copy_within(&mut self, dst: u64, src: u64, len: u64) -> Result<(), OutOfBounds> {
         self.check_range(src, len)?;
         self.check_range(dst, len)?;
-        if dst == src {
+        if dst == src || len == 0 {
             return Ok(());
         }
-        // Copy in pieces that lie within one source and one target page. Copying
+        self.map_copy_targets(dst, src, len);
+        // Copy in pieces that lie within one source and one target run. Copying
         // upwards walks from the end so that no piece overwrites source bytes that a
         // later piece still has to read; copying downwards walks from the start.
         if dst < src {
             let mut done = 0;
             while done < len {
-                let (source, target) = (src + done, dst + done);
-                let piece = room_above(source).min(room_above(target)).min(len - done);
-                self.copy_piece(target, source, piece as usize);
+                let (source, piece) = self.run_above(src + done, len - done);
+                let (target, piece) = self.run_above(dst + done, piece);
+                self.copy_run(source, target, piece);
                 done += piece;
             }
         } else {
             let mut rest = len;
             while rest > 0 {
-                let (source_end, target_end) = (src + rest, dst + rest);
-                let piece = room_below(source_end).min(room_below(target_end)).min(rest);
-                self.copy_piece(target_end - piece, source_end - piece, piece as usize);
+                let (_, piece) = self.run_below(src + rest, rest);
+                let (target, piece) = self.run_below(dst + rest, piece);
+                let (source, _) = self.run_below(src + rest, piece);
+                self.copy_run(source, target, piece);
                 rest -= piece;
             }
         }
         Ok(())
+    }
+
+    /// Maps every unmapped page of the target range `[dst, dst + len)` that the copy
+    /// from `src` will write a non-zero byte to (judged on the source as it is
+    /// before the copy, which is what `memmove` semantics copy), in ascending page
+    /// order. A target page left unmapped receives only zeros, which it reads as.
+    fn map_copy_targets(&mut self, dst: u64, src: u64, len: u64) {
+        for chunk in PageChunks::new(dst, len) {
+            if self.table.get(chunk.page).is_some() {
+                continue;
+            }
+            let source = src + chunk.done;
+            let mut checked = 0;
+            let mut zeros = true;
+            while zeros && checked < chunk.len as u64 {
+                let (run, piece) = self.run_above(source + checked, chunk.len as u64 - checked);
+                zeros = run.is_none_or(|run| self.frames.is_zero(run.span(piece)));
+                checked += piece;
+            }
+            if !zeros {
+                self.allocate(chunk.page);
+            }
+        }
+    }
+
+    /// Copies one piece of a copy: `len` bytes from the `source` run to the `target`
+    /// run (either unmapped when `None`).
+    fn copy_run(&mut self, source: Option<RunStart>, target: Option<RunStart>, len: u64) {
+        match (source, target) {
+            (Some(source), Some(target)) => {
+                self.frames.copy(source.span(len), target.span(len));
+            }
+            // The source reads as zeros.
+            (None, Some(target)) => self.frames.fill(target.span(len), 0),
+            // `map_copy_targets` left the target unmapped: it receives zeros only.
+            (_, None) => {}
+        }
+    }
+
+    /// The run that starts at the in-bounds `addr`: where it starts if its page is
+    /// mapped, and how many bytes from `addr` (at most `limit`) it has. A mapped
+    /// run goes on while the next page is mapped to the adjacent frame; an unmapped
+    /// one ends with its page.
+    fn run_above(&self, addr: u64, limit: u64) -> (Option<RunStart>, u64) {
+        let page = page_of(addr);
+        let mut len = room_above(addr);
+        let Some(first) = self.table.get(page) else {
+            return (None, len.min(limit));
+        };
+        let (mut last, mut next) = (first, page.0 + 1);
+        while len < limit {
+            match self.table.get(PageIndex(next)) {
+                Some(frame) if self.frames.adjacent(last, frame) => {
+                    (last, next) = (frame, next + 1);
+                    len += PAGE_SIZE as u64;
+                }
+                _ => break,
+            }
+        }
+        let start = RunStart {
+            frame: first,
+            offset: offset_of(addr),
+        };
+        (Some(start), len.min(limit))
+    }
+
+    /// The run that ends at the in-bounds `end` (exclusive, at least 1), walking
+    /// down: as [`Self::run_above`], with the start of its last `len` bytes.
+    fn run_below(&self, end: u64, limit: u64) -> (Option<RunStart>, u64) {
+        let page = page_of(end - 1);
+        let mut len = room_below(end);
+        let Some(last) = self.table.get(page) else {
+            return (None, len.min(limit));
+        };
+        let (mut first, mut lowest) = (last, page.0);
+        while len < limit && lowest > 0 {
+            match self.table.get(PageIndex(lowest - 1)) {
+                Some(frame) if self.frames.adjacent(frame, first) => {
+                    (first, lowest) = (frame, lowest - 1);
+                    len += PAGE_SIZE as u64;
+                }
+                _ => break,
+            }
+        }
+        let len = len.min(limit);
+        let start = end - len;
+        // The run's frames are consecutive, one per page.
+        let frame = FrameIndex(last.0 - (page.0 - page_of(start).0));
+        let start = RunStart {
+            frame,
+            offset: offset_of(start),
+        };
+        (Some(start), len)
     }
 
     /// `Ok` if `[addr, addr + len)` lies within the memory; `len == 0` at the end of
@@ -241,37 +373,47 @@ impl LinearMemory {
         (self.size_bytes >> PAGE_SIZE_LOG2) as usize
     }
 
-    /// The fault path of [`Self::load`]: TLB miss or access straddling two pages.
+    /// The fault path of [`Self::load`]: out of bounds, TLB miss, unmapped page or
+    /// access straddling two pages.
     #[cold]
     #[inline(never)]
-    fn load_slow<const N: usize>(&mut self, addr: u64) -> [u8; N] {
+    fn load_slow<const N: usize>(&mut self, addr: u64) -> Result<[u8; N], OutOfBounds> {
+        // `saturating_add` cannot overflow, and saturates to a value above any size.
+        if addr.saturating_add(N as u64) > self.size_bytes {
+            return Err(out_of_bounds());
+        }
         let mut bytes = [0; N];
         let (page, offset) = (page_of(addr), offset_of(addr));
         if offset + N > PAGE_SIZE {
             self.read_in_bounds(addr, &mut bytes);
         } else if let Some(frame) = self.table.get(page) {
-            // Refill the TLB: `page` is mapped, so the entry stays valid until the page
-            // is unmapped. An unmapped page is not cached (it reads as zeros here), so
-            // that the first store to it faults and allocates.
-            self.tlb.insert(page, frame);
+            // Refill the TLB: `page` is mapped and below the size, so the entry stays
+            // valid until the page is unmapped. An unmapped page is not cached (it
+            // reads as zeros here), so that the first store to it faults and
+            // allocates.
+            self.tlb.insert(page, self.frames.frame_ptr(frame));
             bytes.copy_from_slice(&self.frames.frame(frame)[offset..][..N]);
         }
-        bytes
+        Ok(bytes)
     }
 
-    /// The fault path of [`Self::store`]: TLB miss, unmapped page or access straddling
-    /// two pages.
+    /// The fault path of [`Self::store`]: out of bounds, TLB miss, unmapped page or
+    /// access straddling two pages.
     #[cold]
     #[inline(never)]
-    fn store_slow<const N: usize>(&mut self, addr: u64, bytes: [u8; N]) {
+    fn store_slow<const N: usize>(&mut self, addr: u64, bytes: [u8; N]) -> Result<(), OutOfBounds> {
+        if addr.saturating_add(N as u64) > self.size_bytes {
+            return Err(out_of_bounds());
+        }
         let (page, offset) = (page_of(addr), offset_of(addr));
         if offset + N > PAGE_SIZE {
             self.write_in_bounds(addr, &bytes);
         } else if let Some(frame) = self.frame_for_write(page, |_| is_zero(&bytes)) {
             // Refill the TLB: `page` is mapped now (see `load_slow`).
-            self.tlb.insert(page, frame);
+            self.tlb.insert(page, self.frames.frame_ptr(frame));
             self.frames.frame_mut(frame)[offset..][..N].copy_from_slice(&bytes);
         }
+        Ok(())
     }
 
     /// Copies the in-bounds range at `addr` into `buf`, page chunk by page chunk.
@@ -297,33 +439,6 @@ impl LinearMemory {
         }
     }
 
-    /// Copies `len` bytes from `source` to `target`; neither range crosses a page
-    /// boundary, and both are in bounds.
-    fn copy_piece(&mut self, target: u64, source: u64, len: usize) {
-        let (source_page, source_offset) = (page_of(source), offset_of(source));
-        let (target_page, target_offset) = (page_of(target), offset_of(target));
-        debug_assert!(source_offset + len <= PAGE_SIZE && target_offset + len <= PAGE_SIZE);
-        let Some(source_frame) = self.table.get(source_page) else {
-            // The source reads as zeros: zero the target if it has a frame.
-            if let Some(target_frame) = self.table.get(target_page) {
-                self.frames.frame_mut(target_frame)[target_offset..][..len].fill(0);
-            }
-            return;
-        };
-        let source_is_zero =
-            |frames: &FramePool| is_zero(&frames.frame(source_frame)[source_offset..][..len]);
-        let Some(target_frame) = self.frame_for_write(target_page, source_is_zero) else {
-            return;
-        };
-        if source_frame == target_frame {
-            let frame = self.frames.frame_mut(source_frame);
-            frame.copy_within(source_offset..source_offset + len, target_offset);
-        } else {
-            let (source, target) = self.frames.frame_pair_mut(source_frame, target_frame);
-            target[target_offset..][..len].copy_from_slice(&source[source_offset..][..len]);
-        }
-    }
-
     /// The frame to write into `page`, allocating one if the page is unmapped, unless
     /// `writes_zeros` says the write would store only zeros (which an unmapped page
     /// already reads as). `None` means the write can be skipped.
@@ -344,7 +459,7 @@ impl LinearMemory {
     fn allocate(&mut self, page: PageIndex) -> FrameIndex {
         // No TLB invalidation: the TLB caches mapped pages only, so it cannot hold
         // `page`, and mapping `page` changes no other translation.
-        debug_assert_eq!(self.tlb.lookup(page), None, "TLB caches unmapped {page:?}");
+        debug_assert!(!self.tlb.contains(page), "TLB caches unmapped {page:?}");
         let frame = self.frames.allocate();
         self.table.map(page, frame, self.page_count());
         frame
@@ -388,6 +503,24 @@ fn room_below(end: u64) -> u64 {
 
 fn is_zero(bytes: &[u8]) -> bool {
     bytes.iter().all(|&byte| byte == 0)
+}
+
+/// Where a run of adjacent frames starts: a frame and a byte offset in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct RunStart {
+    frame: FrameIndex,
+    offset: usize,
+}
+
+impl RunStart {
+    /// The first `len` bytes of the run (the caller got `len` from the run).
+    fn span(self, len: u64) -> Span {
+        Span {
+            frame: self.frame,
+            offset: self.offset,
+            len: len as usize,
+        }
+    }
 }
 
 /// The part of an address range that lies within one page.

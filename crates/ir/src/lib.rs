@@ -8,11 +8,14 @@
 //! and a position in the code is a plain `u32`, which is what lets an execution be
 //! saved at any instruction.
 //!
-//! A frame is laid out as `[params | locals | operand stack | constants]`, all
-//! 64-bit cells. Branch targets are absolute instruction indices within the function.
+//! A frame is laid out as `[params | locals | constants | operand stack]`, all
+//! 64-bit cells. Branch targets are offsets in instructions relative to the branch
+//! itself, so that an interpreter jumps with one add to its instruction pointer.
 //!
-//! The instruction set is declared once, as a table, by [`define_isa!`]; the enum and
-//! its slot visitor are generated from it.
+//! The instruction set is declared once, as a table, in [`for_each_instr!`]; the
+//! enum, its [`Opcode`] and its slot visitor are generated from it by
+//! [`define_isa!`], and an interpreter can generate its handler table from the same
+//! table (the table macro calls back any macro with the whole table).
 //!
 //! ```
 //! use ferrite_ir::{Instr, Slot};
@@ -60,12 +63,12 @@ macro_rules! immediate_field {
         }
     )*};
 }
-immediate_field!(u16, u32, TrapCode);
+immediate_field!(u8, u16, i16, u32, i32, TrapCode);
 
 /// Declares the instruction set: one line per instruction, its fields, and its doc.
 ///
 /// A field named `dst` is the instruction's result slot; every other `Slot` field
-/// is an input.
+/// is an input. Called by [`for_each_instr!`] with the table.
 #[macro_export]
 macro_rules! define_isa {
     ($( $(#[$doc:meta])* $name:ident { $($field:ident : $fty:ty),* $(,)? } ),* $(,)?) => {
@@ -73,6 +76,13 @@ macro_rules! define_isa {
         #[derive(Debug, Clone, Copy, PartialEq, Eq)]
         pub enum Instr {
             $( $(#[$doc])* $name { $($field: $fty),* } ),*
+        }
+
+        /// The opcode of each [`Instr`] variant: its discriminant, in table order.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        #[repr(u16)]
+        pub enum Opcode {
+            $( $(#[$doc])* $name ),*
         }
 
         impl Instr {
@@ -91,41 +101,84 @@ macro_rules! define_isa {
                     $( Instr::$name { .. } => stringify!($name), )*
                 }
             }
+
+            /// The instruction's opcode.
+            pub fn opcode(&self) -> Opcode {
+                match self {
+                    $( Instr::$name { .. } => Opcode::$name, )*
+                }
+            }
+        }
+
+        impl Opcode {
+            /// Every opcode, in table order (`ALL[op as usize] == op`).
+            pub const ALL: &'static [Opcode] = &[$(Opcode::$name),*];
         }
     };
 }
 
 mod isa;
-pub use isa::Instr;
+pub use isa::{Instr, Opcode};
 
 impl Instr {
-    /// The branch target of a branch instruction, for patching forward branches.
-    pub fn branch_target_mut(&mut self) -> Option<&mut u32> {
+    /// The branch offset of a branch instruction (relative to the branch itself),
+    /// for patching forward branches.
+    pub fn branch_offset_mut(&mut self) -> Option<&mut i32> {
         match self {
-            Instr::Br { target }
-            | Instr::BrLoop { target }
-            | Instr::BrIfNez { target, .. }
-            | Instr::BrIfEqz { target, .. }
-            | Instr::BrI32Eq { target, .. }
-            | Instr::BrI32Ne { target, .. }
-            | Instr::BrI32LtS { target, .. }
-            | Instr::BrI32LtU { target, .. }
-            | Instr::BrI32GtS { target, .. }
-            | Instr::BrI32GtU { target, .. }
-            | Instr::BrI32LeS { target, .. }
-            | Instr::BrI32LeU { target, .. }
-            | Instr::BrI32GeS { target, .. }
-            | Instr::BrI32GeU { target, .. }
-            | Instr::BrI64Eq { target, .. }
-            | Instr::BrI64Ne { target, .. }
-            | Instr::BrI64LtS { target, .. }
-            | Instr::BrI64LtU { target, .. }
-            | Instr::BrI64GtS { target, .. }
-            | Instr::BrI64GtU { target, .. }
-            | Instr::BrI64LeS { target, .. }
-            | Instr::BrI64LeU { target, .. }
-            | Instr::BrI64GeS { target, .. }
-            | Instr::BrI64GeU { target, .. } => Some(target),
+            Instr::Br { offset }
+            | Instr::BrLoop { offset }
+            | Instr::BrIfNez { offset, .. }
+            | Instr::BrIfEqz { offset, .. }
+            | Instr::BrI64Nez { offset, .. }
+            | Instr::BrI64Eqz { offset, .. }
+            | Instr::BrI32AndNez { offset, .. }
+            | Instr::BrI32AndEqz { offset, .. }
+            | Instr::BrI64AndNez { offset, .. }
+            | Instr::BrI64AndEqz { offset, .. }
+            | Instr::BrI32AndNezImm { offset, .. }
+            | Instr::BrI32AndEqzImm { offset, .. }
+            | Instr::BrI32EqImm { offset, .. }
+            | Instr::BrI32NeImm { offset, .. }
+            | Instr::BrI32LtSImm { offset, .. }
+            | Instr::BrI32LtUImm { offset, .. }
+            | Instr::BrI32GtSImm { offset, .. }
+            | Instr::BrI32GtUImm { offset, .. }
+            | Instr::BrI32LeSImm { offset, .. }
+            | Instr::BrI32LeUImm { offset, .. }
+            | Instr::BrI32GeSImm { offset, .. }
+            | Instr::BrI32GeUImm { offset, .. }
+            | Instr::BrI64AndNezImm { offset, .. }
+            | Instr::BrI64AndEqzImm { offset, .. }
+            | Instr::BrI64EqImm { offset, .. }
+            | Instr::BrI64NeImm { offset, .. }
+            | Instr::BrI64LtSImm { offset, .. }
+            | Instr::BrI64LtUImm { offset, .. }
+            | Instr::BrI64GtSImm { offset, .. }
+            | Instr::BrI64GtUImm { offset, .. }
+            | Instr::BrI64LeSImm { offset, .. }
+            | Instr::BrI64LeUImm { offset, .. }
+            | Instr::BrI64GeSImm { offset, .. }
+            | Instr::BrI64GeUImm { offset, .. }
+            | Instr::BrI32Eq { offset, .. }
+            | Instr::BrI32Ne { offset, .. }
+            | Instr::BrI32LtS { offset, .. }
+            | Instr::BrI32LtU { offset, .. }
+            | Instr::BrI32GtS { offset, .. }
+            | Instr::BrI32GtU { offset, .. }
+            | Instr::BrI32LeS { offset, .. }
+            | Instr::BrI32LeU { offset, .. }
+            | Instr::BrI32GeS { offset, .. }
+            | Instr::BrI32GeU { offset, .. }
+            | Instr::BrI64Eq { offset, .. }
+            | Instr::BrI64Ne { offset, .. }
+            | Instr::BrI64LtS { offset, .. }
+            | Instr::BrI64LtU { offset, .. }
+            | Instr::BrI64GtS { offset, .. }
+            | Instr::BrI64GtU { offset, .. }
+            | Instr::BrI64LeS { offset, .. }
+            | Instr::BrI64LeU { offset, .. }
+            | Instr::BrI64GeS { offset, .. }
+            | Instr::BrI64GeU { offset, .. } => Some(offset),
             _ => None,
         }
     }
@@ -188,19 +241,33 @@ mod tests {
     }
 
     #[test]
-    fn branch_targets_are_patchable() {
+    fn branch_offsets_are_patchable() {
         let mut br = Instr::BrIfEqz {
             cond: Slot(3),
-            target: 0,
+            offset: 0,
         };
-        *br.branch_target_mut().expect("branch") = 42;
+        *br.branch_offset_mut().expect("branch") = -42;
         assert_eq!(
             br,
             Instr::BrIfEqz {
                 cond: Slot(3),
-                target: 42
+                offset: -42
             }
         );
-        assert!((Instr::Return {}).branch_target_mut().is_none());
+        assert!((Instr::Return {}).branch_offset_mut().is_none());
+    }
+
+    #[test]
+    fn opcodes_are_table_positions() {
+        assert_eq!(Opcode::ALL[0], Opcode::Trap);
+        for (index, opcode) in Opcode::ALL.iter().enumerate() {
+            assert_eq!(*opcode as usize, index);
+        }
+        let add = Instr::I64Add {
+            dst: Slot(1),
+            lhs: Slot(2),
+            rhs: Slot(3),
+        };
+        assert_eq!(add.opcode(), Opcode::I64Add);
     }
 }

@@ -15,7 +15,11 @@
 //! - A call's arguments are in consecutive canonical slots; the callee's frame
 //!   starts at the first of them, so arguments and results are never copied.
 
-use crate::{types::FuncType, Error};
+use crate::{
+    exec::code::{lower, CodeUnit},
+    types::FuncType,
+    Error,
+};
 use ferrite_core::TrapCode;
 use ferrite_ir::{Instr, Slot};
 use std::collections::HashMap;
@@ -32,22 +36,20 @@ pub(crate) struct ModuleEnv<'a> {
 /// A translated function.
 #[derive(Debug)]
 pub(crate) struct CompiledFunc {
-    pub code: Box<[Instr]>,
-    /// Constant cells, copied into slots `params + locals ..` on entry.
-    pub consts: Box<[u64]>,
+    /// The executable code (`exec::code`), lowered from the bytecode.
+    pub code: Box<[CodeUnit]>,
+    /// The bytecode, kept for tests that inspect the translation.
+    #[cfg(test)]
+    pub instrs: Box<[Instr]>,
+    /// The initial cells of the slots after the parameters: zeros for the declared
+    /// locals, then the constants (the frame layout is
+    /// `[params | locals | constants | operand stack]`). Entering a frame copies
+    /// this to slot `params`, one copy for both.
+    pub init: Box<[u64]>,
     /// Number of parameters (slots `0..params`).
     pub params: u16,
-    /// Number of declared locals, zeroed on entry, following the parameters.
-    pub locals: u16,
     /// Slots the frame needs in all.
     pub frame_slots: u16,
-}
-
-impl CompiledFunc {
-    /// The first constant slot.
-    pub fn const_base(&self) -> usize {
-        usize::from(self.params) + usize::from(self.locals)
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,9 +65,48 @@ enum Operand {
 /// A branch condition, possibly fused with the comparison that computed it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Cond {
+    /// The i32 in the slot is not zero.
     Nez(Slot),
+    /// The i32 in the slot is zero.
     Eqz(Slot),
+    /// The i64 in the slot is not zero.
+    Nez64(Slot),
+    /// The i64 in the slot is zero.
+    Eqz64(Slot),
     Cmp(Cmp, Slot, Slot),
+    /// `lhs & rhs` is zero or not.
+    Test(BitTest, Slot, Slot),
+}
+
+/// A branch condition on `lhs & rhs` (`if (x & mask)`, `if !(x & mask)`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BitTest {
+    I32AndNez,
+    I32AndEqz,
+    I64AndNez,
+    I64AndEqz,
+}
+
+impl BitTest {
+    fn negate(self) -> BitTest {
+        match self {
+            BitTest::I32AndNez => BitTest::I32AndEqz,
+            BitTest::I32AndEqz => BitTest::I32AndNez,
+            BitTest::I64AndNez => BitTest::I64AndEqz,
+            BitTest::I64AndEqz => BitTest::I64AndNez,
+        }
+    }
+
+    /// The fused branch to the absolute position `target` (see `Translator::code`).
+    fn branch(self, lhs: Slot, rhs: Slot, target: u32) -> Instr {
+        let offset = target as i32;
+        match self {
+            BitTest::I32AndNez => Instr::BrI32AndNez { lhs, rhs, offset },
+            BitTest::I32AndEqz => Instr::BrI32AndEqz { lhs, rhs, offset },
+            BitTest::I64AndNez => Instr::BrI64AndNez { lhs, rhs, offset },
+            BitTest::I64AndEqz => Instr::BrI64AndEqz { lhs, rhs, offset },
+        }
+    }
 }
 
 macro_rules! comparisons {
@@ -80,8 +121,15 @@ macro_rules! comparisons {
                 match self { $(Cmp::$name => Cmp::$negated),* }
             }
 
+            /// The fused branch to the absolute position `target` (see `Translator::code`).
             fn branch(self, lhs: Slot, rhs: Slot, target: u32) -> Instr {
-                match self { $(Cmp::$name => Instr::$branch { lhs, rhs, target }),* }
+                let offset = target as i32;
+                match self { $(Cmp::$name => Instr::$branch { lhs, rhs, offset }),* }
+            }
+
+            /// The instruction that computes the comparison into `dst`.
+            fn compute(self, dst: Slot, lhs: Slot, rhs: Slot) -> Instr {
+                match self { $(Cmp::$name => Instr::$name { dst, lhs, rhs }),* }
             }
 
             /// The comparison an instruction computes: `(cmp, dst, lhs, rhs)`.
@@ -113,15 +161,23 @@ impl Cond {
         match self {
             Cond::Nez(slot) => Cond::Eqz(slot),
             Cond::Eqz(slot) => Cond::Nez(slot),
+            Cond::Nez64(slot) => Cond::Eqz64(slot),
+            Cond::Eqz64(slot) => Cond::Nez64(slot),
             Cond::Cmp(cmp, lhs, rhs) => Cond::Cmp(cmp.negate(), lhs, rhs),
+            Cond::Test(test, lhs, rhs) => Cond::Test(test.negate(), lhs, rhs),
         }
     }
 
+    /// The branch to the absolute position `target` (see `Translator::code`).
     fn branch(self, target: u32) -> Instr {
+        let offset = target as i32;
         match self {
-            Cond::Nez(cond) => Instr::BrIfNez { cond, target },
-            Cond::Eqz(cond) => Instr::BrIfEqz { cond, target },
+            Cond::Nez(cond) => Instr::BrIfNez { cond, offset },
+            Cond::Eqz(cond) => Instr::BrIfEqz { cond, offset },
+            Cond::Nez64(cond) => Instr::BrI64Nez { cond, offset },
+            Cond::Eqz64(cond) => Instr::BrI64Eqz { cond, offset },
             Cond::Cmp(cmp, lhs, rhs) => cmp.branch(lhs, rhs, target),
+            Cond::Test(test, lhs, rhs) => test.branch(lhs, rhs, target),
         }
     }
 }
@@ -197,6 +253,7 @@ pub(crate) fn translate_function(
         reachable: true,
         dead_depth: 0,
         last_producer: None,
+        prev_producer: None,
     };
     let mut reader = body.get_operators_reader()?;
     while !reader.eof() {
@@ -212,27 +269,515 @@ pub(crate) fn translate_function(
     if frame_slots > Slot::FRAME_SLOTS_MAX {
         return Ok(Err(too_large(func_index)));
     }
+    let mut code = translator.code;
+    let const_base = params + locals;
+    let const_of = |slot: Slot| {
+        let index = slot.index().checked_sub(const_base)?;
+        consts.get(index).copied()
+    };
+    for instr in &mut code {
+        *instr = with_immediate(*instr, const_of);
+    }
+    let (consts, unused) = drop_unused_consts(&mut code, consts, const_base);
+    let frame_slots = frame_slots - unused;
+    let code = fuse_addressing(&code, const_base + consts.len());
+    let code = duplicate_short_tails(&code);
+    let mut code = bound_straight_runs(code);
+    relativize_branches(&mut code);
+    let init = std::iter::repeat_n(0, locals)
+        .chain(consts.iter().copied())
+        .collect();
+    verify(&code, frame_slots, const_base + consts.len());
     let compiled = CompiledFunc {
-        code: translator.code.into_boxed_slice(),
-        consts: consts.into_boxed_slice(),
+        code: lower(&code),
+        #[cfg(test)]
+        instrs: code.into_boxed_slice(),
+        init,
         params: params as u16,
-        locals: locals as u16,
         frame_slots: frame_slots as u16,
     };
-    verify(&compiled);
     Ok(Ok(compiled))
+}
+
+/// The form of `instr` with an immediate operand, if it has one and an operand is
+/// the constant `const_of` finds in that slot (and fits the immediate): the value
+/// is then read from the instruction instead of a slot. Commutative operations
+/// and comparisons (mirrored) take a constant on either side.
+fn with_immediate(instr: Instr, const_of: impl Fn(Slot) -> Option<u64>) -> Instr {
+    // Every i32 constant fits (the immediate holds its bits); an i64 constant
+    // fits when it is a sign-extended i32.
+    let imm32 = |slot| const_of(slot).map(|cell| cell as u32 as i32);
+    let imm64 = |slot| const_of(slot).and_then(|cell| i32::try_from(cell as i64).ok());
+    // Branch immediates are 16 bits (so that a branch fits one code unit): the
+    // constant must be a sign-extended i16 as an i32 or i64 respectively.
+    let branch32 = |slot| imm32(slot).and_then(|imm| i16::try_from(imm).ok());
+    let branch64 = |slot| imm64(slot).and_then(|imm| i16::try_from(imm).ok());
+    macro_rules! binary {
+        ($($op:ident => $imm_op:ident, $imm:ident, $commutative:literal;)*) => {
+            match instr {
+                $(Instr::$op { dst, lhs, rhs } => {
+                    if let Some(imm) = $imm(rhs) {
+                        return Instr::$imm_op { dst, lhs, imm };
+                    }
+                    if let (true, Some(imm)) = ($commutative, $imm(lhs)) {
+                        return Instr::$imm_op { dst, lhs: rhs, imm };
+                    }
+                    return instr;
+                })*
+                _ => {}
+            }
+        };
+    }
+    binary! {
+        I32Add => I32AddImm, imm32, true;
+        I32Mul => I32MulImm, imm32, true;
+        I32And => I32AndImm, imm32, true;
+        I32Or => I32OrImm, imm32, true;
+        I32Xor => I32XorImm, imm32, true;
+        I32Shl => I32ShlImm, imm32, false;
+        I32ShrS => I32ShrSImm, imm32, false;
+        I32ShrU => I32ShrUImm, imm32, false;
+        I64Add => I64AddImm, imm64, true;
+        I64Mul => I64MulImm, imm64, true;
+        I64And => I64AndImm, imm64, true;
+        I64Or => I64OrImm, imm64, true;
+        I64Xor => I64XorImm, imm64, true;
+        I64Shl => I64ShlImm, imm64, false;
+        I64ShrS => I64ShrSImm, imm64, false;
+        I64ShrU => I64ShrUImm, imm64, false;
+    }
+    // `x - c` is `x + (-c)`.
+    match instr {
+        Instr::I32Sub { dst, lhs, rhs } => {
+            if let Some(imm) = imm32(rhs) {
+                return Instr::I32AddImm {
+                    dst,
+                    lhs,
+                    imm: imm.wrapping_neg(),
+                };
+            }
+        }
+        Instr::I64Sub { dst, lhs, rhs } => {
+            if let Some(imm) = imm64(rhs).and_then(i32::checked_neg) {
+                return Instr::I64AddImm { dst, lhs, imm };
+            }
+        }
+        _ => {}
+    }
+    // Branches: `c op x` is `x mirrored-op c`.
+    macro_rules! branches {
+        ($($op:ident, $mirrored:ident => $imm_op:ident, $mirrored_imm_op:ident, $imm:ident;)*) => {
+            match instr {
+                $(Instr::$op { lhs, rhs, offset } => {
+                    if let Some(imm) = $imm(rhs) {
+                        return Instr::$imm_op { lhs, imm, offset };
+                    }
+                    if let Some(imm) = $imm(lhs) {
+                        return Instr::$mirrored_imm_op { lhs: rhs, imm, offset };
+                    }
+                })*
+                _ => {}
+            }
+        };
+    }
+    branches! {
+        BrI32Eq, BrI32Eq => BrI32EqImm, BrI32EqImm, branch32;
+        BrI32Ne, BrI32Ne => BrI32NeImm, BrI32NeImm, branch32;
+        BrI32LtS, BrI32GtS => BrI32LtSImm, BrI32GtSImm, branch32;
+        BrI32LtU, BrI32GtU => BrI32LtUImm, BrI32GtUImm, branch32;
+        BrI32GtS, BrI32LtS => BrI32GtSImm, BrI32LtSImm, branch32;
+        BrI32GtU, BrI32LtU => BrI32GtUImm, BrI32LtUImm, branch32;
+        BrI32LeS, BrI32GeS => BrI32LeSImm, BrI32GeSImm, branch32;
+        BrI32LeU, BrI32GeU => BrI32LeUImm, BrI32GeUImm, branch32;
+        BrI32GeS, BrI32LeS => BrI32GeSImm, BrI32LeSImm, branch32;
+        BrI32GeU, BrI32LeU => BrI32GeUImm, BrI32LeUImm, branch32;
+        BrI32AndNez, BrI32AndNez => BrI32AndNezImm, BrI32AndNezImm, branch32;
+        BrI32AndEqz, BrI32AndEqz => BrI32AndEqzImm, BrI32AndEqzImm, branch32;
+        BrI64Eq, BrI64Eq => BrI64EqImm, BrI64EqImm, branch64;
+        BrI64Ne, BrI64Ne => BrI64NeImm, BrI64NeImm, branch64;
+        BrI64LtS, BrI64GtS => BrI64LtSImm, BrI64GtSImm, branch64;
+        BrI64LtU, BrI64GtU => BrI64LtUImm, BrI64GtUImm, branch64;
+        BrI64GtS, BrI64LtS => BrI64GtSImm, BrI64LtSImm, branch64;
+        BrI64GtU, BrI64LtU => BrI64GtUImm, BrI64LtUImm, branch64;
+        BrI64LeS, BrI64GeS => BrI64LeSImm, BrI64GeSImm, branch64;
+        BrI64LeU, BrI64GeU => BrI64LeUImm, BrI64GeUImm, branch64;
+        BrI64GeS, BrI64LeS => BrI64GeSImm, BrI64LeSImm, branch64;
+        BrI64GeU, BrI64LeU => BrI64GeUImm, BrI64LeUImm, branch64;
+        BrI64AndNez, BrI64AndNez => BrI64AndNezImm, BrI64AndNezImm, branch64;
+        BrI64AndEqz, BrI64AndEqz => BrI64AndEqzImm, BrI64AndEqzImm, branch64;
+    }
+    instr
+}
+
+/// Drops the constants no instruction reads any more (they became immediates):
+/// renumbers the constant slots densely and moves the operand stack down by the
+/// number dropped. Returns the constants kept and that number.
+fn drop_unused_consts(
+    code: &mut [Instr],
+    consts: Vec<u64>,
+    const_base: usize,
+) -> (Vec<u64>, usize) {
+    let temp_base = const_base + consts.len();
+    let mut used = vec![false; consts.len()];
+    for instr in code.iter_mut() {
+        instr.visit_slots_mut(|_, slot| {
+            if (const_base..temp_base).contains(&slot.index()) {
+                used[slot.index() - const_base] = true;
+            }
+        });
+    }
+    let unused = used.iter().filter(|used| !**used).count();
+    if unused == 0 {
+        return (consts, 0);
+    }
+    // The new slot of each kept constant.
+    let mut renumbered = vec![0u16; consts.len()];
+    let mut kept = Vec::with_capacity(consts.len() - unused);
+    for (index, cell) in consts.into_iter().enumerate() {
+        if used[index] {
+            renumbered[index] = (const_base + kept.len()) as u16;
+            kept.push(cell);
+        }
+    }
+    for instr in code.iter_mut() {
+        instr.visit_slots_mut(|_, slot| {
+            let index = slot.index();
+            if index >= temp_base {
+                *slot = Slot((index - unused) as u16);
+            } else if index >= const_base {
+                *slot = Slot(renumbered[index - const_base]);
+            }
+        });
+    }
+    (kept, unused)
+}
+
+/// Rebuilds `code` with instruction `i` replaced by `replacements[i]` where that is
+/// `Some` (any number of instructions; none deletes it), remapping the absolute
+/// branch targets of every instruction emitted: target `i` becomes the position of
+/// the first instruction emitted for `i`, or for the next one if `i` was deleted.
+fn rebuild(code: &[Instr], replacements: &[Option<Vec<Instr>>]) -> Vec<Instr> {
+    let mut starts = Vec::with_capacity(code.len() + 1);
+    let mut position = 0;
+    for replacement in replacements {
+        starts.push(position);
+        position += replacement.as_ref().map_or(1, Vec::len);
+    }
+    starts.push(position);
+    let mut rebuilt = Vec::with_capacity(position);
+    for (instr, replacement) in code.iter().zip(replacements) {
+        let emitted = replacement
+            .as_deref()
+            .unwrap_or(std::slice::from_ref(instr));
+        for &instr in emitted {
+            let mut instr = instr;
+            if let Some(target) = instr.branch_offset_mut() {
+                *target = starts[*target as usize] as i32;
+            }
+            rebuilt.push(instr);
+        }
+    }
+    rebuilt
+}
+
+/// Which instructions are branch targets (of absolute targets).
+fn branch_targets(code: &[Instr]) -> Vec<bool> {
+    let mut targets = vec![false; code.len()];
+    for instr in code {
+        let mut instr = *instr;
+        if let Some(target) = instr.branch_offset_mut() {
+            targets[*target as usize] = true;
+        }
+    }
+    targets
+}
+
+macro_rules! addressing_forms {
+    (
+        loads { $($load:ident, $load_shl:ident, $load_add_shl:ident;)* }
+        stores { $($store:ident, $store_shl:ident, $store_add_shl:ident;)* }
+    ) => {
+        /// The address operand of a plain load or store.
+        fn address_of(instr: &Instr) -> Option<Slot> {
+            match *instr {
+                $(Instr::$load { ptr, .. } => Some(ptr),)*
+                $(Instr::$store { ptr, .. } => Some(ptr),)*
+                _ => None,
+            }
+        }
+
+        /// The access `instr` at `(ptr << shift) + offset` instead of `ptr + offset`,
+        /// if the offset fits the indexed form.
+        fn with_shl(instr: Instr, ptr: Slot, shift: u8) -> Option<Instr> {
+            match instr {
+                $(Instr::$load { dst, offset, .. } => {
+                    let offset = u16::try_from(offset).ok()?;
+                    Some(Instr::$load_shl { dst, ptr, offset, shift })
+                })*
+                $(Instr::$store { value, offset, .. } => {
+                    let offset = u16::try_from(offset).ok()?;
+                    Some(Instr::$store_shl { ptr, value, offset, shift })
+                })*
+                _ => None,
+            }
+        }
+
+        /// The access `instr` at `base + (index << shift) + offset`, if the offset
+        /// fits the indexed form.
+        fn with_add_shl(instr: Instr, base: Slot, index: Slot, shift: u8) -> Option<Instr> {
+            match instr {
+                $(Instr::$load { dst, offset, .. } => {
+                    let offset = u8::try_from(offset).ok()?;
+                    Some(Instr::$load_add_shl { dst, base, index, shift, offset })
+                })*
+                $(Instr::$store { value, offset, .. } => {
+                    let offset = u8::try_from(offset).ok()?;
+                    Some(Instr::$store_add_shl { base, index, value, shift, offset })
+                })*
+                _ => None,
+            }
+        }
+    };
+}
+
+addressing_forms! {
+    loads {
+        I32Load, I32LoadShl, I32LoadAddShl;
+        I64Load, I64LoadShl, I64LoadAddShl;
+        F32Load, F32LoadShl, F32LoadAddShl;
+        F64Load, F64LoadShl, F64LoadAddShl;
+        I32Load8S, I32Load8SShl, I32Load8SAddShl;
+        I32Load8U, I32Load8UShl, I32Load8UAddShl;
+        I32Load16S, I32Load16SShl, I32Load16SAddShl;
+        I32Load16U, I32Load16UShl, I32Load16UAddShl;
+        I64Load8S, I64Load8SShl, I64Load8SAddShl;
+        I64Load8U, I64Load8UShl, I64Load8UAddShl;
+        I64Load16S, I64Load16SShl, I64Load16SAddShl;
+        I64Load16U, I64Load16UShl, I64Load16UAddShl;
+        I64Load32S, I64Load32SShl, I64Load32SAddShl;
+        I64Load32U, I64Load32UShl, I64Load32UAddShl;
+    }
+    stores {
+        I32Store, I32StoreShl, I32StoreAddShl;
+        I64Store, I64StoreShl, I64StoreAddShl;
+        F32Store, F32StoreShl, F32StoreAddShl;
+        F64Store, F64StoreShl, F64StoreAddShl;
+        I32Store8, I32Store8Shl, I32Store8AddShl;
+        I32Store16, I32Store16Shl, I32Store16AddShl;
+        I64Store8, I64Store8Shl, I64Store8AddShl;
+        I64Store16, I64Store16Shl, I64Store16AddShl;
+        I64Store32, I64Store32Shl, I64Store32AddShl;
+    }
+}
+
+/// How far back from a memory access the instruction computing its address may
+/// be (a store's value is computed between the two).
+const ADDRESS_WINDOW: usize = 6;
+
+/// Fuses the address computations `x << k` and `b + (x << k)` (and `b + x`) into
+/// the memory access that uses them, as compilers emit them for array indexing:
+/// one instruction instead of two or three.
+///
+/// A computation is fused when its result is a temporary (a canonical operand
+/// stack slot, `>= temp_base`) that only the access reads: the access pops it. The
+/// instructions between the computation and the access (a store's value) must not
+/// be control instructions, branch targets, or write the computation's operands,
+/// since the access now reads those operands itself, later.
+fn fuse_addressing(code: &[Instr], temp_base: usize) -> Vec<Instr> {
+    let targets = branch_targets(code);
+    let mut replacements: Vec<Option<Vec<Instr>>> = vec![None; code.len()];
+    for at in 0..code.len() {
+        let Some(ptr) = address_of(&code[at]) else {
+            continue;
+        };
+        if ptr.index() < temp_base || targets[at] {
+            continue;
+        }
+        // The instruction that computed `ptr`, and those since.
+        let Some(producer) = (at.saturating_sub(ADDRESS_WINDOW)..at)
+            .rev()
+            .take_while(|&before| {
+                before + 1 == at || !(is_control(&code[before + 1]) || targets[before + 1])
+            })
+            .find(|&before| code[before].clone().result_slot() == Some(ptr))
+        else {
+            continue;
+        };
+        let between = &code[producer + 1..at];
+        let unwritten = |slot: Slot| {
+            between.iter().all(|instr| {
+                !matches!(instr, Instr::CopySpan { .. })
+                    && !is_control(instr)
+                    && instr.clone().result_slot() != Some(slot)
+            })
+        };
+        let is_temp = |slot: Slot| slot.index() >= temp_base;
+        let (first, fused) = match code[producer] {
+            Instr::I32ShlImm { lhs, imm, .. } if unwritten(lhs) => {
+                (producer, with_shl(code[at], lhs, (imm & 31) as u8))
+            }
+            Instr::I32Add { lhs, rhs, .. } if producer > 0 && !targets[producer] => {
+                // `b + (x << k)` when the shift computed an operand just before;
+                // `b + x` (shift 0) otherwise.
+                match code[producer - 1] {
+                    Instr::I32ShlImm {
+                        dst,
+                        lhs: index,
+                        imm,
+                    } if is_temp(dst) && (dst == lhs || dst == rhs) => {
+                        let base = if dst == lhs { rhs } else { lhs };
+                        let fused = (unwritten(base) && unwritten(index))
+                            .then(|| with_add_shl(code[at], base, index, (imm & 31) as u8))
+                            .flatten();
+                        (producer - 1, fused)
+                    }
+                    _ => {
+                        let fused = (unwritten(lhs) && unwritten(rhs))
+                            .then(|| with_add_shl(code[at], lhs, rhs, 0))
+                            .flatten();
+                        (producer, fused)
+                    }
+                }
+            }
+            _ => continue,
+        };
+        let Some(fused) = fused else {
+            continue;
+        };
+        if replacements[first..=producer].iter().any(Option::is_some) {
+            continue;
+        }
+        for replacement in &mut replacements[first..=producer] {
+            *replacement = Some(Vec::new());
+        }
+        replacements[at] = Some(vec![fused]);
+    }
+    rebuild(code, &replacements)
+}
+
+/// The most instructions [`duplicate_short_tails`] copies in place of a jump.
+const TAIL_MAX: usize = 3;
+
+/// Replaces an unconditional forward jump to a short tail (at most [`TAIL_MAX`]
+/// instructions ending in an unconditional transfer, such as a loop latch
+/// `i += 1; br loop` or a `return`) by a copy of that tail, saving the jump.
+/// `br_table` entries stay jumps (the table needs one instruction per entry).
+fn duplicate_short_tails(code: &[Instr]) -> Vec<Instr> {
+    let ends_tail = |instr: &Instr| {
+        matches!(
+            instr,
+            Instr::Br { .. }
+                | Instr::BrLoop { .. }
+                | Instr::Return {}
+                | Instr::ReturnSlot { .. }
+                | Instr::Trap { .. }
+        )
+    };
+    let mut entries = vec![false; code.len()];
+    for (at, instr) in code.iter().enumerate() {
+        if let Instr::BrTable { len, .. } = instr {
+            entries[at + 1..=at + *len as usize].fill(true);
+        }
+    }
+    let mut replacements: Vec<Option<Vec<Instr>>> = vec![None; code.len()];
+    for (at, instr) in code.iter().enumerate() {
+        let Instr::Br { offset: target } = *instr else {
+            continue;
+        };
+        if entries[at] {
+            continue;
+        }
+        let tail = &code[target as usize..];
+        let Some(end) = tail.iter().take(TAIL_MAX).position(ends_tail) else {
+            continue;
+        };
+        if tail[..end].iter().all(|instr| !is_control(instr)) {
+            replacements[at] = Some(tail[..=end].to_vec());
+        }
+    }
+    rebuild(code, &replacements)
+}
+
+/// The most non-control instructions the code has in a row: it bounds the host
+/// stack the interpreter's handler chains use when their calls are not turned
+/// into jumps (see `exec::dispatch`).
+pub(crate) const STRAIGHT_RUN_MAX: usize = 32;
+
+/// Whether the interpreter's handler of `instr` spends chain budget: branches,
+/// calls, returns and traps (see `exec::dispatch`).
+pub(crate) fn is_control(instr: &Instr) -> bool {
+    let mut instr = *instr;
+    instr.branch_offset_mut().is_some()
+        || matches!(
+            instr,
+            Instr::Trap { .. }
+                | Instr::BrTable { .. }
+                | Instr::Return {}
+                | Instr::ReturnSlot { .. }
+                | Instr::CallInternal { .. }
+                | Instr::CallImport { .. }
+                | Instr::CallIndirect { .. }
+        )
+}
+
+/// Breaks every run of more than [`STRAIGHT_RUN_MAX`] non-control instructions with
+/// a jump to the next instruction (which straight-line code of that length hardly
+/// notices). Works on absolute branch targets, which it remaps.
+fn bound_straight_runs(code: Vec<Instr>) -> Vec<Instr> {
+    // Where each instruction moves to, and whether a jump goes before it.
+    let mut moved_to = Vec::with_capacity(code.len());
+    let mut jump_before = Vec::with_capacity(code.len());
+    let (mut run, mut inserted) = (0, 0);
+    for instr in &code {
+        let jump = !is_control(instr) && run == STRAIGHT_RUN_MAX;
+        if jump {
+            inserted += 1;
+            run = 0;
+        }
+        run = if is_control(instr) { 0 } else { run + 1 };
+        jump_before.push(jump);
+        moved_to.push(moved_to.len() + inserted);
+    }
+    if inserted == 0 {
+        return code;
+    }
+    let mut bounded = Vec::with_capacity(code.len() + inserted);
+    for (mut instr, jump) in code.into_iter().zip(jump_before) {
+        if jump {
+            let next = bounded.len() as i32 + 1;
+            bounded.push(Instr::Br { offset: next });
+        }
+        if let Some(target) = instr.branch_offset_mut() {
+            *target = moved_to[*target as usize] as i32;
+        }
+        bounded.push(instr);
+    }
+    bounded
+}
+
+/// Turns the absolute branch targets the translator works with into the offsets
+/// the bytecode holds (relative to each branch).
+fn relativize_branches(code: &mut [Instr]) {
+    for (at, instr) in code.iter_mut().enumerate() {
+        if let Some(offset) = instr.branch_offset_mut() {
+            *offset -= at as i32;
+        }
+    }
 }
 
 /// Checks the invariants the interpreter's unchecked accesses rely on: every slot
 /// operand and copied span lies within the frame, every branch target and
 /// `br_table` entry is in the code, and the code ends with an unconditional
-/// transfer, so execution never runs past it.
+/// transfer, so execution never runs past it. Also checks what bounds the
+/// interpreter's stack use and fuel accounting: no run of non-control
+/// instructions is longer than [`STRAIGHT_RUN_MAX`], `Br` jumps forward and
+/// `BrLoop` backward.
 ///
 /// # Panics
 /// If the translator broke an invariant (a bug, never bad input).
-fn verify(func: &CompiledFunc) {
-    let (slots, len) = (func.frame_slots, func.code.len());
-    assert!(func.const_base() + func.consts.len() <= usize::from(slots));
+fn verify(code: &[Instr], frame_slots: usize, const_end: usize) {
+    let (slots, len) = (frame_slots as u16, code.len());
+    assert!(const_end <= frame_slots && frame_slots <= Slot::FRAME_SLOTS_MAX);
     let terminates = |instr: &Instr| {
         matches!(
             instr,
@@ -244,16 +789,27 @@ fn verify(func: &CompiledFunc) {
         )
     };
     assert!(
-        func.code.last().is_some_and(terminates),
+        code.last().is_some_and(terminates),
         "code must end with a transfer"
     );
-    for (at, instr) in func.code.iter().enumerate() {
+    let mut run = 0;
+    for (at, instr) in code.iter().enumerate() {
+        run = if is_control(instr) { 0 } else { run + 1 };
+        assert!(run <= STRAIGHT_RUN_MAX, "straight run too long at {at}");
         let mut instr = *instr;
         instr.visit_slots_mut(|_, slot| assert!(slot.0 < slots, "slot {slot:?} out of frame"));
-        if let Some(target) = instr.branch_target_mut() {
-            assert!((*target as usize) < len, "branch target out of code");
+        if let Some(offset) = instr.branch_offset_mut() {
+            let target = at as i64 + i64::from(*offset);
+            assert!(
+                (0..len as i64).contains(&target),
+                "branch target out of code"
+            );
         }
         match instr {
+            // Unconditional forward jumps charge no fuel, so they must not close a
+            // loop; loop back-edges charge it.
+            Instr::Br { offset } => assert!(offset > 0, "Br must jump forward"),
+            Instr::BrLoop { offset } => assert!(offset <= 0, "BrLoop must jump backward"),
             Instr::CopySpan {
                 target,
                 source,
@@ -264,7 +820,7 @@ fn verify(func: &CompiledFunc) {
             }
             Instr::BrTable { len: entries, .. } => {
                 assert!(entries >= 1 && at + (entries as usize) < len);
-                let table = &func.code[at + 1..=at + entries as usize];
+                let table = &code[at + 1..=at + entries as usize];
                 assert!(table.iter().all(|entry| matches!(entry, Instr::Br { .. })));
             }
             _ => {}
@@ -303,6 +859,8 @@ fn collect_consts(body: &FunctionBody<'_>) -> Result<Vec<u64>, BinaryReaderError
 
 struct Translator<'a> {
     env: &'a ModuleEnv<'a>,
+    /// The code so far. Branches hold *absolute* targets (instruction indices) in
+    /// their `offset` field until `relativize_branches` runs at the end.
     code: Vec<Instr>,
     stack: Vec<Operand>,
     control: Vec<Control>,
@@ -316,6 +874,9 @@ struct Translator<'a> {
     dead_depth: u32,
     /// The last instruction, if it wrote the canonical slot of the stack top.
     last_producer: Option<usize>,
+    /// The instruction before `last_producer`, if it also was a producer (of the
+    /// value `last_producer` consumed, when the slots say so).
+    prev_producer: Option<usize>,
 }
 
 macro_rules! unary_ops {
@@ -382,14 +943,22 @@ impl Translator<'_> {
 
     fn emit(&mut self, instr: Instr) -> usize {
         self.code.push(instr);
-        self.last_producer = None;
+        self.forget_producers();
         self.code.len() - 1
     }
 
     /// Emits an instruction whose result is the canonical slot of the new stack top.
     fn emit_producer(&mut self, instr: Instr) {
         self.code.push(instr);
+        self.prev_producer = self.last_producer;
         self.last_producer = Some(self.code.len() - 1);
+    }
+
+    /// Forgets which instructions produced the top values: after an instruction
+    /// that is not a producer, a label, or a retargeted result.
+    fn forget_producers(&mut self) {
+        self.last_producer = None;
+        self.prev_producer = None;
     }
 
     fn push(&mut self, operand: Operand) {
@@ -409,34 +978,83 @@ impl Translator<'_> {
         slot
     }
 
-    /// Pops an i32 condition. If the instruction just emitted computed it with a
-    /// comparison or `eqz`, that instruction is removed and fused into the branch.
+    /// Pops an i32 condition. If the instruction just emitted computed it (a
+    /// comparison, `eqz` or `and`), that instruction is removed and fused into the
+    /// branch; so is an `and` or comparison just before an `eqz` that tests it.
     fn pop_cond(&mut self) -> Cond {
-        let top = self.stack.len() - 1;
         let slot = self.pop();
-        let fusable = self.stack.len() == top
-            && self
-                .last_producer
-                .is_some_and(|at| at + 1 == self.code.len());
-        if !fusable {
+        let Some(cond) = self.fuse_last(slot) else {
             return Cond::Nez(slot);
-        }
-        let last = *self.code.last().expect("a producer was emitted");
-        let fused = match last {
-            Instr::I32Eqz { dst, src } if dst == slot => Some(Cond::Eqz(src)),
-            _ => match Cmp::of(last) {
-                Some((cmp, dst, lhs, rhs)) if dst == slot => Some(Cond::Cmp(cmp, lhs, rhs)),
-                _ => None,
-            },
         };
-        match fused {
-            Some(cond) => {
-                self.code.pop();
-                self.last_producer = None;
+        // `eqz` of a value computed in the same canonical slot just before: that
+        // value is dead after the `eqz`, so its producer can be fused as well.
+        let inner = match cond {
+            Cond::Eqz(src) | Cond::Eqz64(src) if src == slot => self.fuse_last(slot),
+            _ => None,
+        };
+        match (cond, inner) {
+            (Cond::Eqz(_), Some(Cond::Cmp(cmp, lhs, rhs))) => Cond::Cmp(cmp.negate(), lhs, rhs),
+            (Cond::Eqz(_), Some(Cond::Test(test @ BitTest::I32AndNez, lhs, rhs)))
+            | (Cond::Eqz64(_), Some(Cond::Test(test @ BitTest::I64AndNez, lhs, rhs))) => {
+                Cond::Test(test.negate(), lhs, rhs)
+            }
+            (Cond::Eqz(_), Some(Cond::Eqz(src))) => Cond::Nez(src),
+            (Cond::Eqz(_), Some(Cond::Eqz64(src))) => Cond::Nez64(src),
+            (_, Some(inner)) => {
+                // Not a pair that fuses: put the inner producer back.
+                self.unfuse(inner, slot);
                 cond
             }
-            None => Cond::Nez(slot),
+            (_, None) => cond,
         }
+    }
+
+    /// If the last instruction is the producer of `slot` (nothing emitted or
+    /// bound since) and computes a condition a branch can test directly, removes
+    /// it and returns that condition.
+    fn fuse_last(&mut self, slot: Slot) -> Option<Cond> {
+        let at = self.code.len().checked_sub(1)?;
+        if self.last_producer != Some(at) {
+            return None;
+        }
+        let cond = match self.code[at] {
+            Instr::I32Eqz { dst, src } if dst == slot => Cond::Eqz(src),
+            Instr::I64Eqz { dst, src } if dst == slot => Cond::Eqz64(src),
+            Instr::I32And { dst, lhs, rhs } if dst == slot => {
+                Cond::Test(BitTest::I32AndNez, lhs, rhs)
+            }
+            Instr::I64And { dst, lhs, rhs } if dst == slot => {
+                Cond::Test(BitTest::I64AndNez, lhs, rhs)
+            }
+            last => match Cmp::of(last) {
+                Some((cmp, dst, lhs, rhs)) if dst == slot => Cond::Cmp(cmp, lhs, rhs),
+                _ => return None,
+            },
+        };
+        self.code.pop();
+        self.last_producer = self.prev_producer.take();
+        Some(cond)
+    }
+
+    /// Undoes `fuse_last`: re-emits the producer of `slot` that computed `cond`.
+    fn unfuse(&mut self, cond: Cond, slot: Slot) {
+        let instr = match cond {
+            Cond::Eqz(src) => Instr::I32Eqz { dst: slot, src },
+            Cond::Eqz64(src) => Instr::I64Eqz { dst: slot, src },
+            Cond::Test(BitTest::I32AndNez, lhs, rhs) => Instr::I32And {
+                dst: slot,
+                lhs,
+                rhs,
+            },
+            Cond::Test(BitTest::I64AndNez, lhs, rhs) => Instr::I64And {
+                dst: slot,
+                lhs,
+                rhs,
+            },
+            Cond::Cmp(cmp, lhs, rhs) => cmp.compute(slot, lhs, rhs),
+            other => unreachable!("fuse_last never returns {other:?}"),
+        };
+        self.code.push(instr);
     }
 
     fn here(&self) -> u32 {
@@ -444,8 +1062,8 @@ impl Translator<'_> {
     }
 
     fn patch(&mut self, at: usize, target: u32) {
-        if let Some(slot) = self.code[at].branch_target_mut() {
-            *slot = target;
+        if let Some(offset) = self.code[at].branch_offset_mut() {
+            *offset = target as i32;
         }
     }
 
@@ -511,7 +1129,7 @@ impl Translator<'_> {
         let len = self.stack.len();
         self.materialize_locals(None, len);
         self.materialize_top(params);
-        self.last_producer = None;
+        self.forget_producers();
         let height = len - params;
         self.control.push(Control {
             kind,
@@ -580,9 +1198,11 @@ impl Translator<'_> {
     fn branch_jump(&mut self, depth: usize, cond: Option<Cond>) {
         let index = self.control.len() - 1 - depth;
         let instr = match (self.control[index].kind, cond) {
-            (ControlKind::Loop { header }, None) => Instr::BrLoop { target: header },
+            (ControlKind::Loop { header }, None) => Instr::BrLoop {
+                offset: header as i32,
+            },
             (ControlKind::Loop { header }, Some(cond)) => cond.branch(header),
-            (_, None) => Instr::Br { target: 0 },
+            (_, None) => Instr::Br { offset: 0 },
             (_, Some(cond)) => cond.branch(0),
         };
         let at = self.emit(instr);
@@ -654,7 +1274,7 @@ impl Translator<'_> {
             if direct {
                 self.branch_jump(depth, None);
             } else {
-                let at = self.emit(Instr::Br { target: 0 });
+                let at = self.emit(Instr::Br { offset: 0 });
                 match trampolines.iter_mut().find(|(d, _)| *d == depth) {
                     Some((_, entries)) => entries.push(at),
                     None => trampolines.push((depth, vec![at])),
@@ -699,7 +1319,7 @@ impl Translator<'_> {
             if let Some(last) = self.code.last_mut() {
                 last.set_result_slot(Slot(local));
             }
-            self.last_producer = None;
+            self.forget_producers();
             if tee {
                 self.stack[top] = Operand::Local(local);
             } else {
@@ -746,7 +1366,7 @@ impl Translator<'_> {
             self.push_temp();
         }
         self.reachable = reachable;
-        self.last_producer = None;
+        self.forget_producers();
     }
 
     fn else_(&mut self) {
@@ -754,7 +1374,7 @@ impl Translator<'_> {
         let results = self.control[index].results;
         if self.reachable {
             self.materialize_top(results);
-            let at = self.emit(Instr::Br { target: 0 });
+            let at = self.emit(Instr::Br { offset: 0 });
             self.control[index].patches.push(at);
         }
         if let ControlKind::If {
@@ -770,7 +1390,7 @@ impl Translator<'_> {
             self.push_temp();
         }
         self.reachable = true;
-        self.last_producer = None;
+        self.forget_producers();
     }
 
     fn unreachable_code(&mut self) {
@@ -871,7 +1491,7 @@ impl Translator<'_> {
             Operator::BrIf { relative_depth } => {
                 let cond = self.pop_cond();
                 self.branch(relative_depth as usize, Some(cond));
-                self.last_producer = None;
+                self.forget_producers();
             }
             Operator::BrTable { ref targets } => {
                 self.br_table(targets)
@@ -1075,4 +1695,67 @@ impl Translator<'_> {
 
 fn table_u16(index: u32) -> Result<u16, Error> {
     u16::try_from(index).map_err(|_| Error::Limit(format!("table or segment index {index}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::Module;
+    use ferrite_ir::Instr;
+    use std::fmt::Write as _;
+
+    /// A listing of every function's translated code, for reading hot loops.
+    fn disassemble(module: &Module) -> String {
+        let mut out = String::new();
+        for (index, func) in module.inner.code.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "func {index}: params {} init {:?} frame_slots {}",
+                func.params, func.init, func.frame_slots
+            );
+            for (at, instr) in func.instrs.iter().enumerate() {
+                let _ = writeln!(out, "  {at:4}: {instr:?}");
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn long_straight_runs_are_broken_and_branches_still_land() {
+        // (x + 1 + 1 ...) 100 times, with a branch over the whole sum.
+        let adds = "local.get 0 i32.const 1 i32.add local.set 0 ".repeat(100);
+        let wat = format!(
+            r#"(module (func (export "f") (param i32) (result i32)
+                 block local.get 0 i32.eqz br_if 0 {adds} end local.get 0))"#
+        );
+        let module = Module::from_text_or_binary(wat.as_bytes()).expect("valid module");
+        let code = &module.inner.code[0].instrs;
+        assert!(code.contains(&Instr::Br { offset: 1 }));
+        let mut store = crate::Store::new(crate::Config::default());
+        let instance = store.instantiate(&module, &[]).expect("instantiates");
+        let Some(crate::Extern::Func(f)) = store.get_export(instance, "f") else {
+            panic!("exports f")
+        };
+        let mut host =
+            |_: &mut crate::Store,
+             _: crate::HostFuncId,
+             _: &[crate::Value]|
+             -> Result<Vec<crate::Value>, crate::Trap> { unreachable!("no imports") };
+        for (arg, expected) in [(0, 0), (5, 105)] {
+            let results = store
+                .invoke(f, &[crate::Value::I32(arg)], &mut host)
+                .expect("runs");
+            assert_eq!(results, vec![crate::Value::I32(expected)]);
+        }
+    }
+
+    /// Prints the translation of the `.wat` file named by `FERRITE_DUMP_WAT`:
+    /// `FERRITE_DUMP_WAT=path cargo test -p ferrite-vm dump -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "a debugging aid, run on demand"]
+    fn dump() {
+        let path = std::env::var("FERRITE_DUMP_WAT").expect("FERRITE_DUMP_WAT names a .wat file");
+        let text = std::fs::read(&path).expect("readable .wat file");
+        let module = Module::from_text_or_binary(&text).expect("valid module");
+        println!("{}", disassemble(&module));
+    }
 }

@@ -602,7 +602,10 @@ impl Case {
 /// wasmtime (a third engine, run by hand on the saved module with the same calls)
 /// agrees with Ferrite. Their mismatches are counted apart instead of failing.
 const WASMI_WRONG: &[(u64, &str)] = &[
-    (102113, "br_table with two values: wasmi returns 0 as the first one"),
+    (
+        102113,
+        "br_table with two values: wasmi returns 0 as the first one",
+    ),
     (133741, "an exported i32 global ends with another value"),
     (140850, "an exported i64 global ends with another value"),
     (140885, "an exported i64 global ends with another value"),

@@ -29,7 +29,9 @@ fn image_restores_globals_tables_segments_and_sizes() {
     let module = Module::from_text_or_binary(WAT.as_bytes()).unwrap();
     let mut store = Store::new(Config::default());
     let instance = store.instantiate(&module, &[]).unwrap();
-    let Some(Extern::Func(step)) = store.get_export(instance, "step") else { panic!() };
+    let Some(Extern::Func(step)) = store.get_export(instance, "step") else {
+        panic!()
+    };
     store.invoke(step, &[], &mut no_host).unwrap();
     let image = store.image();
 
@@ -37,14 +39,22 @@ fn image_restores_globals_tables_segments_and_sizes() {
     let instance = restored.instantiate_for_restore(&module, &[]).unwrap();
     restored.apply_image(&image).unwrap();
     assert_eq!(restored.image(), image);
-    let Some(Extern::Global(g)) = restored.get_export(instance, "g") else { panic!() };
+    let Some(Extern::Global(g)) = restored.get_export(instance, "g") else {
+        panic!()
+    };
     assert_eq!(restored.global_get(g), Value::I64(50));
-    let Some(Extern::Memory(mem)) = restored.get_export(instance, "mem") else { panic!() };
+    let Some(Extern::Memory(mem)) = restored.get_export(instance, "mem") else {
+        panic!()
+    };
     assert_eq!(restored.memory(mem).size_wasm_pages(), 2);
-    let Some(Extern::Table(t)) = restored.get_export(instance, "t") else { panic!() };
+    let Some(Extern::Table(t)) = restored.get_export(instance, "t") else {
+        panic!()
+    };
     assert_eq!(restored.table_size(t), 5);
     // Running on from the restored state continues where the original was.
-    let Some(Extern::Func(step)) = restored.get_export(instance, "step") else { panic!() };
+    let Some(Extern::Func(step)) = restored.get_export(instance, "step") else {
+        panic!()
+    };
     restored.invoke(step, &[], &mut no_host).unwrap();
     assert_eq!(restored.global_get(g), Value::I64(500));
 }

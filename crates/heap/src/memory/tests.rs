@@ -405,16 +405,46 @@ fn store_after_load_of_an_unmapped_page_is_visible() {
 
 #[test]
 fn tlb_conflicts_keep_translations_apart() {
-    // Pages 64 apart share a TLB slot; alternate between them.
-    let pages = 64 * 2 + 1;
+    // Pages `TLB_ENTRIES` apart share a TLB slot; alternate between them.
+    let slots = crate::tlb::TLB_ENTRIES as u64;
+    let pages = slots * 2 + 1;
     let wasm_pages = (pages * PAGE).div_ceil(WASM_PAGE_SIZE) as u32;
     let mut model = Model::new(wasm_pages, None);
     for round in 0..3u8 {
-        for page in [0, 64, 128, 0, 128] {
+        for page in [0, slots, 2 * slots, 0, 2 * slots] {
             model.store(page * PAGE + u64::from(round), [round + page as u8 + 1]);
             model.load::<1>(page * PAGE + u64::from(round));
             model.load::<4>(page * PAGE);
         }
+    }
+    model.check_all();
+}
+
+#[test]
+fn flushing_the_tlb_keeps_contents() {
+    let mut model = Model::new(2, None);
+    model.store(PAGE - 2, [1u8, 2, 3, 4]);
+    model.store(3 * PAGE + 5, 9u64.to_le_bytes());
+    model.load::<8>(3 * PAGE + 5); // Cached in the TLB now.
+    model.memory.flush_tlb();
+    model.load::<8>(3 * PAGE + 5);
+    model.store(3 * PAGE + 6, [7u8]);
+    model.memory.flush_tlb();
+    model.check_all();
+}
+
+#[test]
+fn cached_pages_at_the_end_of_memory_still_trap_beyond_it() {
+    // The hit path has no bounds check: a cached last page must not let an access
+    // past the end of memory through.
+    let mut model = Model::new(1, None);
+    let end = SIZE_ONE_WASM_PAGE;
+    model.store(end - 8, [0xAB; 8]);
+    model.load::<8>(end - 8);
+    for addr in end - 7..end + 2 {
+        model.load::<8>(addr);
+        model.store(addr, [1u8; 8]);
+        model.load::<1>(addr);
     }
     model.check_all();
 }
@@ -493,6 +523,36 @@ fn randomized_operations_match_a_byte_vector() {
             _ => model.grow(rng.below(2) as u32),
         }
         if step % 1000 == 0 {
+            model.check_all();
+        }
+    }
+    model.check_all();
+}
+
+#[test]
+fn bulk_operations_over_runs_of_adjacent_frames_match_a_byte_vector() {
+    // More pages than one slab of frames holds, written mostly in ascending order
+    // so that runs of adjacent frames form, then copied and filled in long pieces
+    // (overlapping both ways, across slab boundaries, from and into unmapped pages).
+    let slab_bytes = (crate::frame_pool::SLAB_FRAMES * PAGE_SIZE) as u64;
+    let wasm_pages = (3 * slab_bytes).div_ceil(WASM_PAGE_SIZE) as u32;
+    let mut model = Model::new(wasm_pages, None);
+    let size = model.bytes.len() as u64;
+    let mut rng = XorShift(0x0DDB_1A5E_5BAD_5EED);
+    for page in 0..size / PAGE / 2 {
+        if rng.below(8) != 0 {
+            model.store(page * PAGE + rng.below(PAGE - 8), rng.next().to_le_bytes());
+        }
+    }
+    for step in 0..400 {
+        let len = rng.below(slab_bytes + 3 * PAGE);
+        let (a, b) = (rng.below(size - len), rng.below(size - len));
+        match rng.below(4) {
+            0 => model.fill(a, if rng.below(2) == 0 { 0 } else { rng.byte() }, len),
+            1 => model.copy_within(a, a + rng.below(3 * PAGE).min(size - len - a), len),
+            _ => model.copy_within(a, b, len),
+        }
+        if step % 50 == 0 {
             model.check_all();
         }
     }
