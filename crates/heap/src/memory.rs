@@ -18,11 +18,15 @@ use ferrite_core::{PageIndex, WASM_PAGES_MAX, WASM_PAGE_SIZE};
 /// Invariants:
 /// - `size_bytes == size_wasm_pages * WASM_PAGE_SIZE <= 4 GiB`;
 /// - every page with a frame lies below `size_bytes` (memories never shrink);
-/// - every TLB entry agrees with the page table (see [`Tlb`]).
+/// - every TLB entry agrees with the page table (see [`Tlb`]), so a TLB hit is in
+///   bounds: the hot path checks nothing else. **Unmapping or remapping a page, or
+///   freeing or reusing a frame, must flush the TLB first** ([`Self::flush_tlb`]).
 pub struct LinearMemory {
-    /// Current size in bytes; first, as the hot path reads it on every access.
-    size_bytes: u64,
+    /// The hot path of every access indexes it (an interpreter keeps a pointer to
+    /// the memory in a register and reaches the TLB at a fixed offset).
     tlb: Tlb,
+    /// Current size in bytes; read on the fault path and by bulk operations.
+    size_bytes: u64,
     frames: FramePool,
     table: PageTable,
     size_wasm_pages: u32,
@@ -163,6 +167,33 @@ impl LinearMemory {
         self.tlb.store(addr, bytes)
     }
 
+    /// [`Self::load`] after a miss of [`Self::load_cached`]: the fault path alone,
+    /// so that an interpreter's out-of-line miss path does not look in the TLB
+    /// again.
+    ///
+    /// # Errors
+    /// [`OutOfBounds`] if `addr + N` exceeds the memory size.
+    #[inline]
+    pub fn load_uncached<const N: usize>(&mut self, addr: u64) -> Result<[u8; N], OutOfBounds> {
+        const { assert!(N >= 1 && N <= 16, "accesses are 1 to 16 bytes") };
+        self.load_slow(addr)
+    }
+
+    /// [`Self::store`] after a miss of [`Self::store_cached`] (see
+    /// [`Self::load_uncached`]).
+    ///
+    /// # Errors
+    /// [`OutOfBounds`] if `addr + N` exceeds the memory size; nothing is written.
+    #[inline]
+    pub fn store_uncached<const N: usize>(
+        &mut self,
+        addr: u64,
+        bytes: [u8; N],
+    ) -> Result<(), OutOfBounds> {
+        const { assert!(N >= 1 && N <= 16, "accesses are 1 to 16 bytes") };
+        self.store_slow(addr, bytes)
+    }
+
     /// Forgets every cached translation.
     ///
     /// Nothing needs this today: the TLB caches mapped pages only, pages are never
@@ -270,6 +301,13 @@ impl LinearMemory {
     /// before the copy, which is what `memmove` semantics copy), in ascending page
     /// order. A target page left unmapped receives only zeros, which it reads as.
     fn map_copy_targets(&mut self, dst: u64, src: u64, len: u64) {
+        let (first, last) = (page_of(dst), page_of(dst + len - 1));
+        if self
+            .table
+            .all_mapped(first, (last.0 - first.0) as usize + 1)
+        {
+            return;
+        }
         for chunk in PageChunks::new(dst, len) {
             if self.table.get(chunk.page).is_some() {
                 continue;
@@ -304,26 +342,20 @@ impl LinearMemory {
 
     /// The run that starts at the in-bounds `addr`: where it starts if its page is
     /// mapped, and how many bytes from `addr` (at most `limit`) it has. A mapped
-    /// run goes on while the next page is mapped to the adjacent frame; an unmapped
-    /// one ends with its page.
+    /// run goes on while the next page is mapped to the next frame of the same
+    /// slab (adjacent in memory); an unmapped one ends with its page.
     fn run_above(&self, addr: u64, limit: u64) -> (Option<RunStart>, u64) {
         let page = page_of(addr);
-        let mut len = room_above(addr);
-        let Some(first) = self.table.get(page) else {
-            return (None, len.min(limit));
+        let first = room_above(addr);
+        let Some(frame) = self.table.get(page) else {
+            return (None, first.min(limit));
         };
-        let (mut last, mut next) = (first, page.0 + 1);
-        while len < limit {
-            match self.table.get(PageIndex(next)) {
-                Some(frame) if self.frames.adjacent(last, frame) => {
-                    (last, next) = (frame, next + 1);
-                    len += PAGE_SIZE as u64;
-                }
-                _ => break,
-            }
-        }
+        let pages = 1 + (limit.saturating_sub(first)).div_ceil(PAGE_SIZE as u64) as usize;
+        let pages = pages.min(FramePool::room_above(frame));
+        let run = self.table.consecutive_above(page, pages);
+        let len = first + (run as u64 - 1) * PAGE_SIZE as u64;
         let start = RunStart {
-            frame: first,
+            frame,
             offset: offset_of(addr),
         };
         (Some(start), len.min(limit))
@@ -333,21 +365,14 @@ impl LinearMemory {
     /// down: as [`Self::run_above`], with the start of its last `len` bytes.
     fn run_below(&self, end: u64, limit: u64) -> (Option<RunStart>, u64) {
         let page = page_of(end - 1);
-        let mut len = room_below(end);
+        let last_bytes = room_below(end);
         let Some(last) = self.table.get(page) else {
-            return (None, len.min(limit));
+            return (None, last_bytes.min(limit));
         };
-        let (mut first, mut lowest) = (last, page.0);
-        while len < limit && lowest > 0 {
-            match self.table.get(PageIndex(lowest - 1)) {
-                Some(frame) if self.frames.adjacent(frame, first) => {
-                    (first, lowest) = (frame, lowest - 1);
-                    len += PAGE_SIZE as u64;
-                }
-                _ => break,
-            }
-        }
-        let len = len.min(limit);
+        let pages = 1 + (limit.saturating_sub(last_bytes)).div_ceil(PAGE_SIZE as u64) as usize;
+        let pages = pages.min(FramePool::room_below(last));
+        let run = self.table.consecutive_below(page, pages);
+        let len = (last_bytes + (run as u64 - 1) * PAGE_SIZE as u64).min(limit);
         let start = end - len;
         // The run's frames are consecutive, one per page.
         let frame = FrameIndex(last.0 - (page.0 - page_of(start).0));
@@ -390,9 +415,9 @@ impl LinearMemory {
             // Refill the TLB: `page` is mapped and below the size, so the entry stays
             // valid until the page is unmapped. An unmapped page is not cached (it
             // reads as zeros here), so that the first store to it faults and
-            // allocates.
+            // allocates. Then the access hits.
             self.tlb.insert(page, self.frames.frame_ptr(frame));
-            bytes.copy_from_slice(&self.frames.frame(frame)[offset..][..N]);
+            return Ok(self.tlb.load(addr).expect("a refilled TLB entry hits"));
         }
         Ok(bytes)
     }
@@ -411,7 +436,8 @@ impl LinearMemory {
         } else if let Some(frame) = self.frame_for_write(page, |_| is_zero(&bytes)) {
             // Refill the TLB: `page` is mapped now (see `load_slow`).
             self.tlb.insert(page, self.frames.frame_ptr(frame));
-            self.frames.frame_mut(frame)[offset..][..N].copy_from_slice(&bytes);
+            let stored = self.tlb.store(addr, bytes);
+            debug_assert!(stored, "a refilled TLB entry hits");
         }
         Ok(())
     }

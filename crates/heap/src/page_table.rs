@@ -29,6 +29,55 @@ impl PageTable {
         }
     }
 
+    /// How many pages from `page` on (at most `limit`) are mapped to consecutive
+    /// frames, starting with the frame of `page`: 0 if `page` is unmapped. A bulk
+    /// operation over them can treat their frames as one run (if the frames are
+    /// adjacent in memory too, see `FramePool::room_above`).
+    pub(crate) fn consecutive_above(&self, page: PageIndex, limit: usize) -> usize {
+        let start = page.as_usize();
+        let Some(&first) = self.entries.get(start) else {
+            return 0;
+        };
+        if first == Self::UNMAPPED {
+            return 0;
+        }
+        let end = start.saturating_add(limit).min(self.entries.len());
+        // `UNMAPPED` is `u32::MAX`, so `first + n` never matches it for `n >= 1`.
+        self.entries[start..end]
+            .iter()
+            .zip(first..)
+            .take_while(|(frame, expected)| **frame == *expected)
+            .count()
+    }
+
+    /// How many pages from `page` down (at most `limit`) are mapped to
+    /// consecutive frames, ending with the frame of `page`: 0 if `page` is
+    /// unmapped.
+    pub(crate) fn consecutive_below(&self, page: PageIndex, limit: usize) -> usize {
+        let end = page.as_usize() + 1;
+        let Some(&last) = self.entries.get(end - 1) else {
+            return 0;
+        };
+        if last == Self::UNMAPPED {
+            return 0;
+        }
+        let start = end.saturating_sub(limit);
+        self.entries[start..end]
+            .iter()
+            .rev()
+            .zip((0..=last).rev())
+            .take_while(|(frame, expected)| **frame == *expected)
+            .count()
+    }
+
+    /// Whether all of the `count` pages from `first` on are mapped.
+    pub(crate) fn all_mapped(&self, first: PageIndex, count: usize) -> bool {
+        let start = first.as_usize();
+        self.entries
+            .get(start..start + count)
+            .is_some_and(|entries| entries.iter().all(|&frame| frame != Self::UNMAPPED))
+    }
+
     /// Maps the unmapped `page` to `frame`. `page_count` is the size of the memory in
     /// pages and caps the growth of the table.
     pub(crate) fn map(&mut self, page: PageIndex, frame: FrameIndex, page_count: usize) {
@@ -72,6 +121,26 @@ mod tests {
         table.map(PageIndex(99), FrameIndex(2), 100);
         assert_eq!(table.entries.len(), 100);
         assert_eq!(table.get(PageIndex(99)), Some(FrameIndex(2)));
+    }
+
+    #[test]
+    fn runs_of_consecutive_frames() {
+        let mut table = PageTable::default();
+        for (page, frame) in [(2, 7), (3, 8), (4, 9), (5, 3), (6, 4)] {
+            table.map(PageIndex(page), FrameIndex(frame), 100);
+        }
+        assert_eq!(table.consecutive_above(PageIndex(2), 10), 3);
+        assert_eq!(table.consecutive_above(PageIndex(2), 2), 2);
+        assert_eq!(table.consecutive_above(PageIndex(5), 10), 2);
+        assert_eq!(table.consecutive_above(PageIndex(1), 10), 0);
+        assert_eq!(table.consecutive_above(PageIndex(50), 10), 0);
+        assert_eq!(table.consecutive_below(PageIndex(4), 10), 3);
+        assert_eq!(table.consecutive_below(PageIndex(4), 1), 1);
+        assert_eq!(table.consecutive_below(PageIndex(6), 10), 2);
+        assert_eq!(table.consecutive_below(PageIndex(7), 10), 0);
+        assert!(table.all_mapped(PageIndex(2), 5));
+        assert!(!table.all_mapped(PageIndex(1), 2));
+        assert!(!table.all_mapped(PageIndex(6), 2));
     }
 
     #[test]

@@ -28,6 +28,12 @@ const _: () = assert!(TLB_ENTRIES.is_power_of_two() && TLB_ENTRIES >= 2);
 /// (eviction, restore), and freeing or reusing a frame. Today frames are freed
 /// only when the memory is dropped, and the TLB is dropped with it.
 ///
+/// # Safety
+///
+/// `Tlb` is `Send` and `Sync` by `unsafe impl`: its pointers point into frames
+/// owned by the same `LinearMemory`, move with it, and are only dereferenced
+/// through `&self` (reads) or `&mut self` (writes) of that memory.
+///
 /// The entries are kept as two arrays (tags and biases) rather than an array of
 /// pairs: a lookup then indexes both with the same scaled index, which the
 /// compiler folds into the two loads (measured: two instructions less per access).

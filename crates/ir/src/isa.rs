@@ -11,10 +11,16 @@ macro_rules! for_each_instr {
         $m! {
             /// Traps with `code`.
             Trap { code: TrapCode },
+            /// Does nothing but spend a unit of the interpreter's chain budget:
+            /// the translator inserts it to bound the runs of instructions that do
+            /// not (see `ferrite-vm`'s dispatch).
+            Tick {},
             /// Jumps by `offset`.
             Br { offset: i32 },
-            /// Jumps back by `offset` to a loop header; charges fuel and polls the interrupt flag.
-            BrLoop { offset: i32 },
+            /// Jumps back by `offset` to a loop header, charging the interpreter's
+            /// fuel `charge` (in whatever form the interpreter wants it; the
+            /// translator leaves it 0).
+            BrLoop { offset: i32, charge: i32 },
             /// Jumps by `offset` if `cond` (i32) is not zero (a backward jump charges fuel).
             BrIfNez { cond: Slot, offset: i32 },
             /// Jumps by `offset` if `cond` (i32) is zero (a backward jump charges fuel).

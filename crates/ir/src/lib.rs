@@ -126,7 +126,7 @@ impl Instr {
     pub fn branch_offset_mut(&mut self) -> Option<&mut i32> {
         match self {
             Instr::Br { offset }
-            | Instr::BrLoop { offset }
+            | Instr::BrLoop { offset, .. }
             | Instr::BrIfNez { offset, .. }
             | Instr::BrIfEqz { offset, .. }
             | Instr::BrI64Nez { offset, .. }

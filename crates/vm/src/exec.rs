@@ -2,10 +2,15 @@
 //! advances it.
 //!
 //! An [`Execution`] owns its value stack (64-bit cells) and its call frames
-//! (function, instruction index, frame base). Nothing else describes where the
+//! (function, code position, frame base). Nothing else describes where the
 //! computation is, so an execution can be stopped after any instruction budget,
 //! resumed later, and (in later issues) saved and restored. Wasm-to-wasm calls push
 //! a frame; they never recurse on the host stack.
+//!
+//! The interpreter is in the submodules: `code` (the direct-threaded form a
+//! function's bytecode is lowered to), `dispatch` (the handlers' calling scheme,
+//! the trampoline, calls and returns) and `handlers` (one function per
+//! instruction). They are the only modules of the crate with `unsafe` code.
 
 pub(crate) mod code;
 mod dispatch;
@@ -23,7 +28,10 @@ use std::sync::{
 pub struct Frame {
     /// The function being executed.
     pub func: Func,
-    /// Index of the next instruction to execute in the function's code.
+    /// Position of the next instruction to execute in the function's executable
+    /// code, in code units (16 bytes; most instructions take one, see
+    /// `exec::code`). Deterministic for a given module: the same translation
+    /// gives the same positions.
     pub ip: u32,
     /// Index of the frame's slot 0 in the value stack.
     pub base: u32,
@@ -134,7 +142,9 @@ impl Execution {
     }
 
     /// A flag that, when set from any thread, makes `run` return
-    /// [`RunOutcome::Interrupted`] at the next loop back-edge or call.
+    /// [`RunOutcome::Interrupted`] soon: the interpreter polls it before it starts
+    /// and then after every few dozen (at most 32) loop back-edges, calls and
+    /// returns, at a point where execution resumes exactly.
     pub fn interrupt_handle(&self) -> Arc<AtomicBool> {
         self.interrupt.clone()
     }
@@ -156,9 +166,10 @@ impl Execution {
 
     /// Runs for about `budget` instructions (at least one loop iteration or call).
     ///
-    /// Budget is charged at loop back-edges (the length of the loop body) and calls
-    /// (one), which is also where the interrupt flag is polled; a run that stops
-    /// for budget or interrupt continues exactly where it stopped.
+    /// Budget is charged at loop back-edges (the length of the loop body, in code
+    /// units) and calls (one); the interrupt flag is polled every few dozen
+    /// back-edges, calls and returns (see [`Self::interrupt_handle`]). A run that
+    /// stops for budget or interrupt continues exactly where it stopped.
     ///
     /// # Errors
     /// [`Error::Trap`] if execution traps (the execution is then done);

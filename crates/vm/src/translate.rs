@@ -33,6 +33,10 @@ pub(crate) struct ModuleEnv<'a> {
     pub imported_funcs: u32,
 }
 
+/// The fewest cells a non-empty `CompiledFunc::init` has (see
+/// `translate_function`).
+pub(crate) const INIT_CELLS_MIN: usize = 8;
+
 /// A translated function.
 #[derive(Debug)]
 pub(crate) struct CompiledFunc {
@@ -43,8 +47,9 @@ pub(crate) struct CompiledFunc {
     pub instrs: Box<[Instr]>,
     /// The initial cells of the slots after the parameters: zeros for the declared
     /// locals, then the constants (the frame layout is
-    /// `[params | locals | constants | operand stack]`). Entering a frame copies
-    /// this to slot `params`, one copy for both.
+    /// `[params | locals | constants | operand stack]`); unless empty, padded with
+    /// zeros to at least [`INIT_CELLS_MIN`] cells. Entering a frame copies this to slot
+    /// `params`, one copy for both; `frame_slots` covers it.
     pub init: Box<[u64]>,
     /// Number of parameters (slots `0..params`).
     pub params: u16,
@@ -280,14 +285,26 @@ pub(crate) fn translate_function(
     }
     let (consts, unused) = drop_unused_consts(&mut code, consts, const_base);
     let frame_slots = frame_slots - unused;
-    let code = fuse_addressing(&code, const_base + consts.len());
-    let code = duplicate_short_tails(&code);
-    let mut code = bound_straight_runs(code);
+    let code = rewrite(code, const_base + consts.len());
+    let mut code = bound_chain_runs(code);
     relativize_branches(&mut code);
-    let init = std::iter::repeat_n(0, locals)
+    // Unless empty, padded with zeros to `INIT_CELLS_MIN`, and the frame made large
+    // enough, so that a call can copy that many cells without looking at the
+    // length: the extra cells land on operand stack slots, which are written
+    // before they are read.
+    let mut init: Vec<u64> = std::iter::repeat_n(0, locals)
         .chain(consts.iter().copied())
         .collect();
-    verify(&code, frame_slots, const_base + consts.len());
+    if !init.is_empty() && init.len() < INIT_CELLS_MIN {
+        init.resize(INIT_CELLS_MIN, 0);
+    }
+    let frame_slots = frame_slots.max(params + init.len());
+    if frame_slots > Slot::FRAME_SLOTS_MAX {
+        return Ok(Err(too_large(func_index)));
+    }
+    let init = init.into_boxed_slice();
+    let defined_funcs = env.funcs.len() - env.imported_funcs as usize;
+    verify(&code, frame_slots, const_base + consts.len(), defined_funcs);
     let compiled = CompiledFunc {
         code: lower(&code),
         #[cfg(test)]
@@ -452,44 +469,96 @@ fn drop_unused_consts(
     (kept, unused)
 }
 
-/// Rebuilds `code` with instruction `i` replaced by `replacements[i]` where that is
-/// `Some` (any number of instructions; none deletes it), remapping the absolute
-/// branch targets of every instruction emitted: target `i` becomes the position of
-/// the first instruction emitted for `i`, or for the next one if `i` was deleted.
-fn rebuild(code: &[Instr], replacements: &[Option<Vec<Instr>>]) -> Vec<Instr> {
+/// What becomes of one instruction when [`rebuild`] rebuilds the code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Edit {
+    Keep,
+    Delete,
+    /// Replaced by this instruction.
+    Replace(Instr),
+    /// Replaced by a copy of the `len` instructions at `start`.
+    Copy {
+        start: u32,
+        len: u32,
+    },
+    /// Preceded by a `Tick`.
+    Tick,
+}
+
+/// Rebuilds `code` with the `edits` (one per instruction, or none at all for no
+/// change), remapping the absolute branch targets of every instruction emitted:
+/// target `i` becomes the position of the first instruction emitted for `i`, or
+/// for the next one if `i` was deleted.
+fn rebuild(code: Vec<Instr>, edits: &[Edit]) -> Vec<Instr> {
+    if edits.iter().all(|edit| *edit == Edit::Keep) {
+        return code;
+    }
+    let emitted = |edit: &Edit| match *edit {
+        Edit::Keep | Edit::Replace(_) => 1,
+        Edit::Delete => 0,
+        Edit::Copy { len, .. } => len as usize,
+        Edit::Tick => 2,
+    };
     let mut starts = Vec::with_capacity(code.len() + 1);
     let mut position = 0;
-    for replacement in replacements {
-        starts.push(position);
-        position += replacement.as_ref().map_or(1, Vec::len);
+    for edit in edits {
+        starts.push(position as i32);
+        position += emitted(edit);
     }
-    starts.push(position);
+    starts.push(position as i32);
     let mut rebuilt = Vec::with_capacity(position);
-    for (instr, replacement) in code.iter().zip(replacements) {
-        let emitted = replacement
-            .as_deref()
-            .unwrap_or(std::slice::from_ref(instr));
-        for &instr in emitted {
-            let mut instr = instr;
-            if let Some(target) = instr.branch_offset_mut() {
-                *target = starts[*target as usize] as i32;
+    let mut push = |mut instr: Instr| {
+        if let Some(target) = instr.branch_offset_mut() {
+            *target = starts[*target as usize];
+        }
+        rebuilt.push(instr);
+    };
+    for (instr, edit) in code.iter().zip(edits) {
+        match *edit {
+            Edit::Keep => push(*instr),
+            Edit::Delete => {}
+            Edit::Replace(with) => push(with),
+            Edit::Copy { start, len } => {
+                for &copied in &code[start as usize..][..len as usize] {
+                    push(copied);
+                }
             }
-            rebuilt.push(instr);
+            Edit::Tick => {
+                push(Instr::Tick {});
+                push(*instr);
+            }
         }
     }
     rebuilt
 }
 
-/// Which instructions are branch targets (of absolute targets).
-fn branch_targets(code: &[Instr]) -> Vec<bool> {
+/// Which instructions are branch targets (of absolute targets), and which are
+/// `br_table` entries.
+fn targets_and_entries(code: &[Instr]) -> (Vec<bool>, Vec<bool>) {
     let mut targets = vec![false; code.len()];
-    for instr in code {
+    let mut entries = vec![false; code.len()];
+    for (at, instr) in code.iter().enumerate() {
         let mut instr = *instr;
         if let Some(target) = instr.branch_offset_mut() {
             targets[*target as usize] = true;
         }
+        if let Instr::BrTable { len, .. } = instr {
+            entries[at + 1..=at + len as usize].fill(true);
+        }
     }
-    targets
+    (targets, entries)
+}
+
+/// Applies the peephole rewrites that change the number of instructions: fused
+/// address computations ([`fuse_addressing`]) and copied tails
+/// ([`duplicate_short_tails`]), in one rebuild (they touch disjoint instructions:
+/// memory accesses and their operands, unconditional jumps).
+fn rewrite(code: Vec<Instr>, temp_base: usize) -> Vec<Instr> {
+    let (targets, entries) = targets_and_entries(&code);
+    let mut edits = vec![Edit::Keep; code.len()];
+    fuse_addressing(&code, temp_base, &targets, &mut edits);
+    duplicate_short_tails(&code, &entries, &mut edits);
+    rebuild(code, &edits)
 }
 
 macro_rules! addressing_forms {
@@ -570,6 +639,11 @@ addressing_forms! {
     }
 }
 
+/// The slot `instr` writes its result to, if it has one.
+fn result_of(mut instr: Instr) -> Option<Slot> {
+    instr.result_slot()
+}
+
 /// How far back from a memory access the instruction computing its address may
 /// be (a store's value is computed between the two).
 const ADDRESS_WINDOW: usize = 6;
@@ -583,9 +657,7 @@ const ADDRESS_WINDOW: usize = 6;
 /// instructions between the computation and the access (a store's value) must not
 /// be control instructions, branch targets, or write the computation's operands,
 /// since the access now reads those operands itself, later.
-fn fuse_addressing(code: &[Instr], temp_base: usize) -> Vec<Instr> {
-    let targets = branch_targets(code);
-    let mut replacements: Vec<Option<Vec<Instr>>> = vec![None; code.len()];
+fn fuse_addressing(code: &[Instr], temp_base: usize, targets: &[bool], edits: &mut [Edit]) {
     for at in 0..code.len() {
         let Some(ptr) = address_of(&code[at]) else {
             continue;
@@ -599,7 +671,7 @@ fn fuse_addressing(code: &[Instr], temp_base: usize) -> Vec<Instr> {
             .take_while(|&before| {
                 before + 1 == at || !(is_control(&code[before + 1]) || targets[before + 1])
             })
-            .find(|&before| code[before].clone().result_slot() == Some(ptr))
+            .find(|&before| result_of(code[before]) == Some(ptr))
         else {
             continue;
         };
@@ -608,7 +680,7 @@ fn fuse_addressing(code: &[Instr], temp_base: usize) -> Vec<Instr> {
             between.iter().all(|instr| {
                 !matches!(instr, Instr::CopySpan { .. })
                     && !is_control(instr)
-                    && instr.clone().result_slot() != Some(slot)
+                    && result_of(*instr) != Some(slot)
             })
         };
         let is_temp = |slot: Slot| slot.index() >= temp_base;
@@ -644,15 +716,15 @@ fn fuse_addressing(code: &[Instr], temp_base: usize) -> Vec<Instr> {
         let Some(fused) = fused else {
             continue;
         };
-        if replacements[first..=producer].iter().any(Option::is_some) {
+        if edits[first..=producer]
+            .iter()
+            .any(|edit| *edit != Edit::Keep)
+        {
             continue;
         }
-        for replacement in &mut replacements[first..=producer] {
-            *replacement = Some(Vec::new());
-        }
-        replacements[at] = Some(vec![fused]);
+        edits[first..=producer].fill(Edit::Delete);
+        edits[at] = Edit::Replace(fused);
     }
-    rebuild(code, &replacements)
 }
 
 /// The most instructions [`duplicate_short_tails`] copies in place of a jump.
@@ -662,7 +734,7 @@ const TAIL_MAX: usize = 3;
 /// instructions ending in an unconditional transfer, such as a loop latch
 /// `i += 1; br loop` or a `return`) by a copy of that tail, saving the jump.
 /// `br_table` entries stay jumps (the table needs one instruction per entry).
-fn duplicate_short_tails(code: &[Instr]) -> Vec<Instr> {
+fn duplicate_short_tails(code: &[Instr], entries: &[bool], edits: &mut [Edit]) {
     let ends_tail = |instr: &Instr| {
         matches!(
             instr,
@@ -673,13 +745,6 @@ fn duplicate_short_tails(code: &[Instr]) -> Vec<Instr> {
                 | Instr::Trap { .. }
         )
     };
-    let mut entries = vec![false; code.len()];
-    for (at, instr) in code.iter().enumerate() {
-        if let Instr::BrTable { len, .. } = instr {
-            entries[at + 1..=at + *len as usize].fill(true);
-        }
-    }
-    let mut replacements: Vec<Option<Vec<Instr>>> = vec![None; code.len()];
     for (at, instr) in code.iter().enumerate() {
         let Instr::Br { offset: target } = *instr else {
             continue;
@@ -691,26 +756,29 @@ fn duplicate_short_tails(code: &[Instr]) -> Vec<Instr> {
         let Some(end) = tail.iter().take(TAIL_MAX).position(ends_tail) else {
             continue;
         };
-        if tail[..end].iter().all(|instr| !is_control(instr)) {
-            replacements[at] = Some(tail[..=end].to_vec());
+        // A copied back-edge must still jump back: the jump may precede the loop
+        // it lands in (a block just before a loop whose header is the back-edge).
+        let backward = match tail[end] {
+            Instr::BrLoop { offset: header, .. } => header as usize <= at,
+            _ => true,
+        };
+        if backward && tail[..end].iter().all(|instr| !is_control(instr)) {
+            edits[at] = Edit::Copy {
+                start: target as u32,
+                len: end as u32 + 1,
+            };
         }
     }
-    rebuild(code, &replacements)
 }
 
-/// The most non-control instructions the code has in a row: it bounds the host
-/// stack the interpreter's handler chains use when their calls are not turned
-/// into jumps (see `exec::dispatch`).
-pub(crate) const STRAIGHT_RUN_MAX: usize = 32;
-
-/// Whether the interpreter's handler of `instr` spends chain budget: branches,
-/// calls, returns and traps (see `exec::dispatch`).
+/// Whether `instr` is a control instruction: a branch, call, return or trap.
 pub(crate) fn is_control(instr: &Instr) -> bool {
     let mut instr = *instr;
     instr.branch_offset_mut().is_some()
         || matches!(
             instr,
             Instr::Trap { .. }
+                | Instr::Tick {}
                 | Instr::BrTable { .. }
                 | Instr::Return {}
                 | Instr::ReturnSlot { .. }
@@ -720,39 +788,99 @@ pub(crate) fn is_control(instr: &Instr) -> bool {
         )
 }
 
-/// Breaks every run of more than [`STRAIGHT_RUN_MAX`] non-control instructions with
-/// a jump to the next instruction (which straight-line code of that length hardly
-/// notices). Works on absolute branch targets, which it remaps.
-fn bound_straight_runs(code: Vec<Instr>) -> Vec<Instr> {
-    // Where each instruction moves to, and whether a jump goes before it.
-    let mut moved_to = Vec::with_capacity(code.len());
-    let mut jump_before = Vec::with_capacity(code.len());
-    let (mut run, mut inserted) = (0, 0);
-    for instr in &code {
-        let jump = !is_control(instr) && run == STRAIGHT_RUN_MAX;
-        if jump {
-            inserted += 1;
-            run = 0;
+/// The most instructions that do not spend chain budget the interpreter may run in
+/// a row (see `exec::dispatch`): it bounds the host stack a chain of handlers
+/// uses when their calls are not turned into jumps.
+pub(crate) const CHAIN_RUN_MAX: usize = 64;
+
+/// Whether the handler of `instr` spends chain budget on every way out of it:
+/// `Tick`, loop back-edges, calls (on entry and on return), returns and traps.
+/// A conditional branch spends it only when it jumps backward.
+fn spends_chain(instr: &Instr) -> bool {
+    matches!(
+        instr,
+        Instr::Tick {}
+            | Instr::BrLoop { .. }
+            | Instr::Return {}
+            | Instr::ReturnSlot { .. }
+            | Instr::CallInternal { .. }
+            | Instr::CallImport { .. }
+            | Instr::CallIndirect { .. }
+            | Instr::Trap { .. }
+    )
+}
+
+/// For each instruction, the most handlers that can run in a row without spending
+/// chain budget, ending with its own (0 if it spends some), given that
+/// `tick_before(at, run)` puts a `Tick` in front of instruction `at` (asked with
+/// the run it would otherwise end, plus one for a `br_table`, which decides for
+/// its entries). Works on absolute branch targets:
+/// the edges that spend no budget (falling through, jumping forward, `br_table`)
+/// all go forward, so one pass in code order sees every predecessor first.
+fn chain_runs(
+    code: &[Instr],
+    target_of: impl Fn(usize, i32) -> usize,
+    mut tick_before: impl FnMut(usize, usize) -> bool,
+) -> Vec<usize> {
+    let mut reach = vec![0; code.len() + 1];
+    let mut runs = vec![0; code.len()];
+    // The entries of the last `br_table` run up to here: a `Tick` may not go
+    // between a table and its entries, so the table decides for them.
+    let mut entries_end = 0;
+    for (at, instr) in code.iter().enumerate() {
+        let margin = match instr {
+            Instr::BrTable { .. } => 2,
+            _ => 1,
+        };
+        if at >= entries_end && !spends_chain(instr) && tick_before(at, reach[at] + margin) {
+            reach[at] = 0;
         }
-        run = if is_control(instr) { 0 } else { run + 1 };
-        jump_before.push(jump);
-        moved_to.push(moved_to.len() + inserted);
-    }
-    if inserted == 0 {
-        return code;
-    }
-    let mut bounded = Vec::with_capacity(code.len() + inserted);
-    for (mut instr, jump) in code.into_iter().zip(jump_before) {
-        if jump {
-            let next = bounded.len() as i32 + 1;
-            bounded.push(Instr::Br { offset: next });
+        let run = if spends_chain(instr) {
+            0
+        } else {
+            reach[at] + 1
+        };
+        runs[at] = run;
+        let falls_through =
+            !matches!(instr, Instr::Br { .. } | Instr::BrTable { .. }) && !spends_chain(instr);
+        if falls_through {
+            reach[at + 1] = reach[at + 1].max(run);
         }
-        if let Some(target) = instr.branch_offset_mut() {
-            *target = moved_to[*target as usize] as i32;
+        let mut jump = *instr;
+        if let Some(offset) = jump.branch_offset_mut() {
+            let target = target_of(at, *offset);
+            if target > at && !spends_chain(instr) {
+                reach[target] = reach[target].max(run);
+            }
         }
-        bounded.push(instr);
+        if let Instr::BrTable { len, .. } = instr {
+            entries_end = at + 1 + *len as usize;
+            for entry in &mut reach[at + 1..entries_end] {
+                *entry = (*entry).max(run);
+            }
+        }
     }
-    bounded
+    runs
+}
+
+/// Puts a `Tick` in front of every instruction that could otherwise end a run of
+/// more than [`CHAIN_RUN_MAX`] handlers that spend no chain budget (a path of
+/// straight-line code, forward jumps and branches not taken). Branches to such an
+/// instruction land on its `Tick`.
+fn bound_chain_runs(code: Vec<Instr>) -> Vec<Instr> {
+    let mut edits = vec![Edit::Keep; code.len()];
+    chain_runs(
+        &code,
+        |_, target| target as usize,
+        |at, run| {
+            let tick = run > CHAIN_RUN_MAX;
+            if tick {
+                edits[at] = Edit::Tick;
+            }
+            tick
+        },
+    );
+    rebuild(code, &edits)
 }
 
 /// Turns the absolute branch targets the translator works with into the offsets
@@ -769,13 +897,14 @@ fn relativize_branches(code: &mut [Instr]) {
 /// operand and copied span lies within the frame, every branch target and
 /// `br_table` entry is in the code, and the code ends with an unconditional
 /// transfer, so execution never runs past it. Also checks what bounds the
-/// interpreter's stack use and fuel accounting: no run of non-control
-/// instructions is longer than [`STRAIGHT_RUN_MAX`], `Br` jumps forward and
-/// `BrLoop` backward.
+/// interpreter's stack use and fuel accounting: no run of handlers that spend no
+/// chain budget is longer than [`CHAIN_RUN_MAX`], `Br` jumps forward and
+/// `BrLoop` backward. And `CallInternal` calls one of the module's
+/// `defined_funcs` functions.
 ///
 /// # Panics
 /// If the translator broke an invariant (a bug, never bad input).
-fn verify(code: &[Instr], frame_slots: usize, const_end: usize) {
+fn verify(code: &[Instr], frame_slots: usize, const_end: usize, defined_funcs: usize) {
     let (slots, len) = (frame_slots as u16, code.len());
     assert!(const_end <= frame_slots && frame_slots <= Slot::FRAME_SLOTS_MAX);
     let terminates = |instr: &Instr| {
@@ -792,10 +921,7 @@ fn verify(code: &[Instr], frame_slots: usize, const_end: usize) {
         code.last().is_some_and(terminates),
         "code must end with a transfer"
     );
-    let mut run = 0;
     for (at, instr) in code.iter().enumerate() {
-        run = if is_control(instr) { 0 } else { run + 1 };
-        assert!(run <= STRAIGHT_RUN_MAX, "straight run too long at {at}");
         let mut instr = *instr;
         instr.visit_slots_mut(|_, slot| assert!(slot.0 < slots, "slot {slot:?} out of frame"));
         if let Some(offset) = instr.branch_offset_mut() {
@@ -809,7 +935,14 @@ fn verify(code: &[Instr], frame_slots: usize, const_end: usize) {
             // Unconditional forward jumps charge no fuel, so they must not close a
             // loop; loop back-edges charge it.
             Instr::Br { offset } => assert!(offset > 0, "Br must jump forward"),
-            Instr::BrLoop { offset } => assert!(offset <= 0, "BrLoop must jump backward"),
+            // The interpreter indexes the instance's functions unchecked.
+            Instr::CallInternal { func, .. } => {
+                assert!(
+                    (func as usize) < defined_funcs,
+                    "call of an undefined function"
+                );
+            }
+            Instr::BrLoop { offset, .. } => assert!(offset <= 0, "BrLoop must jump backward"),
             Instr::CopySpan {
                 target,
                 source,
@@ -826,6 +959,14 @@ fn verify(code: &[Instr], frame_slots: usize, const_end: usize) {
             _ => {}
         }
     }
+    // Relative targets, checked to be in the code above.
+    let runs = chain_runs(
+        code,
+        |at, offset| (at as i64 + i64::from(offset)) as usize,
+        |_, _| false,
+    );
+    let longest = runs.iter().copied().max().unwrap_or(0);
+    assert!(longest <= CHAIN_RUN_MAX, "chain run of {longest} handlers");
 }
 
 #[cold]
@@ -1200,6 +1341,7 @@ impl Translator<'_> {
         let instr = match (self.control[index].kind, cond) {
             (ControlKind::Loop { header }, None) => Instr::BrLoop {
                 offset: header as i32,
+                charge: 0,
             },
             (ControlKind::Loop { header }, Some(cond)) => cond.branch(header),
             (_, None) => Instr::Br { offset: 0 },
@@ -1720,7 +1862,7 @@ mod tests {
     }
 
     #[test]
-    fn long_straight_runs_are_broken_and_branches_still_land() {
+    fn long_runs_get_ticks_and_branches_still_land() {
         // (x + 1 + 1 ...) 100 times, with a branch over the whole sum.
         let adds = "local.get 0 i32.const 1 i32.add local.set 0 ".repeat(100);
         let wat = format!(
@@ -1729,7 +1871,7 @@ mod tests {
         );
         let module = Module::from_text_or_binary(wat.as_bytes()).expect("valid module");
         let code = &module.inner.code[0].instrs;
-        assert!(code.contains(&Instr::Br { offset: 1 }));
+        assert!(code.contains(&Instr::Tick {}));
         let mut store = crate::Store::new(crate::Config::default());
         let instance = store.instantiate(&module, &[]).expect("instantiates");
         let Some(crate::Extern::Func(f)) = store.get_export(instance, "f") else {
@@ -1745,6 +1887,387 @@ mod tests {
                 .invoke(f, &[crate::Value::I32(arg)], &mut host)
                 .expect("runs");
             assert_eq!(results, vec![crate::Value::I32(expected)]);
+        }
+    }
+
+    #[test]
+    fn runs_through_forward_branches_get_ticks_too() {
+        // 100 `if`s in a row: no straight run is long, but the path through all of
+        // them (branches not taken, or taken forward) is.
+        let ifs = "local.get 0 i32.const 7 i32.and if local.get 1 i32.const 3 i32.add \
+                   local.set 1 end "
+            .repeat(100);
+        let wat = format!(
+            r#"(module (func (export "f") (param i32 i32) (result i32)
+                 {ifs} local.get 1))"#
+        );
+        let module = Module::from_text_or_binary(wat.as_bytes()).expect("valid module");
+        let code = &module.inner.code[0].instrs;
+        let ticks = code
+            .iter()
+            .filter(|instr| **instr == Instr::Tick {})
+            .count();
+        assert!(ticks >= 100 * 2 / super::CHAIN_RUN_MAX, "{ticks} ticks");
+        let mut store = crate::Store::new(crate::Config::default());
+        let instance = store.instantiate(&module, &[]).expect("instantiates");
+        let Some(crate::Extern::Func(f)) = store.get_export(instance, "f") else {
+            panic!("exports f")
+        };
+        let mut host =
+            |_: &mut crate::Store,
+             _: crate::HostFuncId,
+             _: &[crate::Value]|
+             -> Result<Vec<crate::Value>, crate::Trap> { unreachable!("no imports") };
+        for (arg, expected) in [(0, 1), (5, 301)] {
+            let results = store
+                .invoke(
+                    f,
+                    &[crate::Value::I32(arg), crate::Value::I32(1)],
+                    &mut host,
+                )
+                .expect("runs");
+            assert_eq!(results, vec![crate::Value::I32(expected)]);
+        }
+    }
+
+    /// Whether an instruction with this mnemonic prefix is in the translation of
+    /// function `index`.
+    fn translates_to(module: &Module, index: usize, prefix: &str) -> bool {
+        module.inner.code[index]
+            .instrs
+            .iter()
+            .any(|instr| instr.name().starts_with(prefix))
+    }
+
+    /// The functions of `wat` (all `(param i64 i64) (result i64)`, exported as
+    /// `f0`, `f1`, ...) on every pair of `inputs`, in Ferrite and in wasmi: the
+    /// results, or whether each trapped, must agree.
+    fn agree_with_wasmi(wat: &str, funcs: usize, inputs: &[i64]) {
+        let module = Module::from_text_or_binary(wat.as_bytes()).expect("valid module");
+        let mut store = crate::Store::new(crate::Config::default());
+        let instance = store.instantiate(&module, &[]).expect("instantiates");
+        let engine = wasmi::Engine::default();
+        let wasm = wat::parse_str(wat).expect("valid text");
+        let peer_module = wasmi::Module::new(&engine, &wasm).expect("wasmi decodes");
+        let mut peer_store = wasmi::Store::new(&engine, ());
+        let peer = wasmi::Linker::<()>::new(&engine)
+            .instantiate_and_start(&mut peer_store, &peer_module)
+            .expect("wasmi instantiates");
+        let mut host =
+            |_: &mut crate::Store,
+             _: crate::HostFuncId,
+             _: &[crate::Value]|
+             -> Result<Vec<crate::Value>, crate::Trap> { unreachable!("no imports") };
+        for index in 0..funcs {
+            let name = format!("f{index}");
+            let Some(crate::Extern::Func(f)) = store.get_export(instance, &name) else {
+                panic!("exports {name}")
+            };
+            let peer_f = peer.get_func(&peer_store, &name).expect("wasmi export");
+            for &a in inputs {
+                for &b in inputs {
+                    let ours = store
+                        .invoke(f, &[crate::Value::I64(a), crate::Value::I64(b)], &mut host)
+                        .ok()
+                        .map(|results| results[0]);
+                    let mut out = [wasmi::Val::I64(0)];
+                    let theirs = peer_f
+                        .call(
+                            &mut peer_store,
+                            &[wasmi::Val::I64(a), wasmi::Val::I64(b)],
+                            &mut out,
+                        )
+                        .ok()
+                        .map(|()| match out[0] {
+                            wasmi::Val::I64(v) => crate::Value::I64(v),
+                            ref other => panic!("unexpected {other:?}"),
+                        });
+                    assert_eq!(ours, theirs, "{name}({a}, {b}): {}", wat_func(wat, index));
+                }
+            }
+        }
+    }
+
+    /// The text of function `index` of `wat`, for failure messages.
+    fn wat_func(wat: &str, index: usize) -> &str {
+        let marker = format!("(export \"f{index}\")");
+        let start = wat.find(&marker).unwrap_or(0);
+        let end = wat[start..]
+            .find("(func")
+            .map_or(wat.len(), |end| start + end);
+        &wat[start..end]
+    }
+
+    /// A module of `(param i64 i64) (result i64)` functions with the given bodies
+    /// (`$a`, `$b` are the parameters, `$x`, `$y` their low halves as i32 locals).
+    fn module_of(bodies: &[String]) -> String {
+        let mut wat = String::from(
+            "(module (memory 1 1) (data (i32.const 0) \"\\01\\82\\03\\f4\\05\\06\\97\\08\")\n",
+        );
+        for (index, body) in bodies.iter().enumerate() {
+            let _ = writeln!(
+                wat,
+                "(func (export \"f{index}\") (param $a i64) (param $b i64) (result i64) \
+                 (local $x i32) (local $y i32) \
+                 (local.set $x (i32.wrap_i64 (local.get $a))) \
+                 (local.set $y (i32.wrap_i64 (local.get $b))) {body})"
+            );
+        }
+        wat.push(')');
+        wat
+    }
+
+    const INPUTS: &[i64] = &[
+        0,
+        1,
+        2,
+        5,
+        7,
+        -1,
+        -2,
+        32767,
+        32768,
+        -32769,
+        0x7fff_ffff,
+        0x8000_0000,
+        0xffff_ffff,
+        0x1_0000_0001,
+        i64::MIN,
+    ];
+
+    #[test]
+    fn fused_branches_agree_with_wasmi() {
+        let conds = [
+            "(i32.eqz (i32.and (local.get $x) (local.get $y)))",
+            "(i32.and (local.get $x) (local.get $y))",
+            "(i32.and (local.get $x) (i32.const 6))",
+            "(i32.eqz (i32.and (i32.const -3) (local.get $y)))",
+            "(i64.eqz (local.get $a))",
+            "(i32.eqz (i64.eqz (local.get $a)))",
+            "(i64.eqz (i64.and (local.get $a) (local.get $b)))",
+            "(i32.eqz (i64.eqz (i64.and (local.get $a) (i64.const 1))))",
+            "(i32.eqz (i32.lt_s (local.get $x) (local.get $y)))",
+            "(i32.eqz (i64.ge_u (local.get $a) (local.get $b)))",
+            "(i32.lt_s (local.get $x) (i32.const 5))",
+            "(i32.lt_s (i32.const 5) (local.get $x))",
+            "(i32.gt_u (local.get $x) (i32.const -1))",
+            "(i32.le_u (i32.const -2) (local.get $y))",
+            "(i32.ne (local.get $x) (i32.const 32767))",
+            "(i32.ge_s (local.get $x) (i32.const 32768))",
+            "(i64.eq (local.get $a) (i64.const 1))",
+            "(i64.le_s (i64.const -40000) (local.get $a))",
+            "(i64.gt_u (local.get $b) (i64.const -32768))",
+            "(i64.lt_s (local.get $a) (i64.const 0x80000000))",
+        ];
+        let mut bodies = Vec::new();
+        for cond in conds {
+            bodies.push(format!(
+                "(if (result i64) {cond} (then (i64.const 1)) (else (i64.const 0)))"
+            ));
+            bodies.push(format!(
+                "(block (result i64) (drop (br_if 0 (i64.const 7) {cond})) (i64.const 3))"
+            ));
+            // A backward conditional branch: count the iterations of a loop that
+            // runs while the condition holds, at most 3 times.
+            bodies.push(format!(
+                "(local.set $x (i32.const 0)) \
+                 (loop $l (local.set $x (i32.add (local.get $x) (i32.const 1))) \
+                   (br_if $l (i32.and (i32.lt_u (local.get $x) (i32.const 3)) {cond}))) \
+                 (i64.extend_i32_u (local.get $x))"
+            ));
+        }
+        let wat = module_of(&bodies);
+        let module = Module::from_text_or_binary(wat.as_bytes()).expect("valid module");
+        assert!(translates_to(&module, 0, "BrI32AndNez"));
+        assert!(translates_to(&module, 6 * 3, "BrI64AndNez"));
+        assert!(translates_to(&module, 10 * 3, "BrI32GeSImm"));
+        agree_with_wasmi(&wat, bodies.len(), INPUTS);
+    }
+
+    #[test]
+    fn immediate_operands_agree_with_wasmi() {
+        let mut bodies = Vec::new();
+        for op in [
+            "add", "sub", "mul", "and", "or", "xor", "shl", "shr_s", "shr_u",
+        ] {
+            for c in ["0", "1", "-1", "31", "33", "0x7fffffff", "-0x80000000"] {
+                bodies.push(format!(
+                    "(i64.extend_i32_u (i32.{op} (local.get $x) (i32.const {c})))"
+                ));
+                bodies.push(format!(
+                    "(i64.extend_i32_u (i32.{op} (i32.const {c}) (local.get $x)))"
+                ));
+            }
+            for c in [
+                "1",
+                "-1",
+                "63",
+                "65",
+                "0x7fffffff",
+                "-0x80000000",
+                "0x80000000",
+                "-0x80000001",
+                "0x123456789",
+            ] {
+                bodies.push(format!("(i64.{op} (local.get $a) (i64.const {c}))"));
+                bodies.push(format!("(i64.{op} (i64.const {c}) (local.get $a))"));
+            }
+        }
+        let wat = module_of(&bodies);
+        let module = Module::from_text_or_binary(wat.as_bytes()).expect("valid module");
+        assert!(translates_to(&module, 1, "I32AddImm"));
+        agree_with_wasmi(&wat, bodies.len(), INPUTS);
+    }
+
+    #[test]
+    fn fused_addressing_agrees_with_wasmi() {
+        let mut bodies = Vec::new();
+        let loads = [
+            ("i64.load", ""),
+            ("i32.load", "i64.extend_i32_u"),
+            ("i32.load8_s", "i64.extend_i32_s"),
+            ("i32.load16_u", "i64.extend_i32_u"),
+            ("i64.load32_s", ""),
+            ("f64.load", "i64.reinterpret_f64"),
+            ("f32.load", "i64.extend_i32_u (i32.reinterpret_f32"),
+        ];
+        for (load, convert) in loads {
+            let converted = |access: String| match convert {
+                "" => access,
+                _ if convert.contains('(') => format!("({convert} {access}))"),
+                _ => format!("({convert} {access})"),
+            };
+            for (shift, offset) in [(0, 0), (2, 4), (3, 255), (1, 65535), (2, 65536), (33, 1)] {
+                let address = format!("(i32.shl (local.get $x) (i32.const {shift}))");
+                bodies.push(converted(format!("({load} offset={offset} {address})")));
+                let address = format!("(i32.add (local.get $y) {address})");
+                bodies.push(converted(format!("({load} offset={offset} {address})")));
+            }
+            let address = "(i32.add (local.get $x) (local.get $y))";
+            bodies.push(converted(format!("({load} {address})")));
+        }
+        for (store, value, load) in [
+            (
+                "i32.store",
+                "(i32.add (local.get $y) (i32.const 1))",
+                "i64.load32_u",
+            ),
+            ("i64.store8", "(local.get $b)", "i64.load"),
+            ("i32.store16", "(local.get $y)", "i64.load16_s"),
+            (
+                "f64.store",
+                "(f64.convert_i64_s (local.get $b))",
+                "i64.load",
+            ),
+        ] {
+            for (shift, offset) in [(0, 0), (2, 3), (3, 256), (31, 0)] {
+                let address = format!("(i32.shl (local.get $x) (i32.const {shift}))");
+                bodies.push(format!(
+                    "({store} offset={offset} {address} {value}) \
+                     ({load} offset={offset} {address})"
+                ));
+                let address = format!("(i32.add (i32.const 64) {address})");
+                bodies.push(format!(
+                    "({store} offset={offset} {address} {value}) \
+                     ({load} offset={offset} {address})"
+                ));
+            }
+        }
+        // The value expression writes the local the address was computed from:
+        // the address must be the one computed first.
+        bodies.push(
+            "(i32.store (i32.shl (local.get $x) (i32.const 2)) (local.tee $x (i32.const 8))) \
+             (i64.load32_u (i32.const 32))"
+                .to_string(),
+        );
+        let wat = module_of(&bodies);
+        let module = Module::from_text_or_binary(wat.as_bytes()).expect("valid module");
+        assert!(translates_to(&module, 2, "I64LoadShl"));
+        assert!(translates_to(&module, 3, "I64LoadAddShl"));
+        let inputs: Vec<i64> = [0, 1, 2, 3, 5, 8, 100, 8190, 16383, 16384, -1, 0x7fff_ffff]
+            .into_iter()
+            .collect();
+        agree_with_wasmi(&wat, bodies.len(), &inputs);
+    }
+
+    #[test]
+    fn duplicated_tails_agree_with_wasmi() {
+        let bodies = [
+            // An if/else whose join is a loop latch (copied into the `then` arm).
+            "(local.set $y (i32.const 0)) \
+             (block $done (loop $l \
+               (br_if $done (i32.ge_u (local.get $y) (i32.const 10))) \
+               (if (i32.and (local.get $y) (i32.const 1)) \
+                 (then (local.set $x (i32.add (local.get $x) (local.get $y)))) \
+                 (else (local.set $x (i32.mul (local.get $x) (i32.const 3))))) \
+               (local.set $y (i32.add (local.get $y) (i32.const 1))) \
+               (br $l))) \
+             (i64.extend_i32_u (local.get $x))"
+                .to_string(),
+            // A jump to a return.
+            "(if (result i64) (i32.eqz (local.get $x)) (then (local.get $b)) \
+               (else (i64.add (local.get $a) (local.get $b))))"
+                .to_string(),
+        ];
+        let wat = module_of(&bodies);
+        agree_with_wasmi(&wat, bodies.len(), INPUTS);
+    }
+
+    /// Found by the differential test (seed 2703): a jump to the end of a block
+    /// just before a loop whose first instruction is its back-edge. The short tail
+    /// the jump lands on runs into that back-edge, so copying the tail in place of
+    /// the jump would put a back-edge before its loop.
+    #[test]
+    fn seed2703_jump_to_a_tail_ending_in_the_back_edge_of_a_later_loop() {
+        let wat = r#"(module (func (export "f") (param i32)
+            (block (br 0))
+            (local.set 0 (i32.add (local.get 0) (i32.const 1)))
+            (loop (br 0))))"#;
+        let module = Module::from_text_or_binary(wat.as_bytes()).expect("translates");
+        let mut store = crate::Store::new(crate::Config::default());
+        let instance = store.instantiate(&module, &[]).expect("instantiates");
+        let Some(crate::Extern::Func(f)) = store.get_export(instance, "f") else {
+            panic!("exports f")
+        };
+        let mut execution =
+            crate::Execution::new(&store, f, &[crate::Value::I32(1)]).expect("starts");
+        let outcome = execution.run(&mut store, 1000).expect("runs");
+        assert_eq!(outcome, crate::RunOutcome::OutOfBudget, "an endless loop");
+    }
+
+    /// Found translating Yosys: a `br_table` at the end of a run as long as the
+    /// limit; the `Tick` must go before the table, not between it and its entries.
+    #[test]
+    fn ticks_never_split_a_br_table_from_its_entries() {
+        for adds in super::CHAIN_RUN_MAX - 3..super::CHAIN_RUN_MAX + 3 {
+            let body = "local.get 0 i32.const 1 i32.add local.set 0 ".repeat(adds);
+            let wat = format!(
+                r#"(module (func (export "f") (param i32) (result i32)
+                     (block (block (block {body}
+                       (br_table 0 1 2 (i32.and (local.get 0) (i32.const 3))))
+                       (return (i32.const 10)))
+                       (return (i32.const 20)))
+                     (i32.const 30)))"#
+            );
+            let module = Module::from_text_or_binary(wat.as_bytes()).expect("translates");
+            let mut store = crate::Store::new(crate::Config::default());
+            let instance = store.instantiate(&module, &[]).expect("instantiates");
+            let Some(crate::Extern::Func(f)) = store.get_export(instance, "f") else {
+                panic!("exports f")
+            };
+            let mut host = |_: &mut crate::Store,
+                            _: crate::HostFuncId,
+                            _: &[crate::Value]|
+             -> Result<Vec<crate::Value>, crate::Trap> {
+                unreachable!("no imports")
+            };
+            for arg in 0..4 {
+                let expected = [10, 20, 30, 30][(arg + adds as i32) as usize & 3];
+                let results = store
+                    .invoke(f, &[crate::Value::I32(arg)], &mut host)
+                    .expect("runs");
+                assert_eq!(results, vec![crate::Value::I32(expected)], "{adds} adds");
+            }
         }
     }
 

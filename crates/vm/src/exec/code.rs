@@ -9,12 +9,15 @@
 //! fixed offset from the instruction pointer and continues with the handler whose
 //! address starts the next instruction: `jmp *(pc)`, with no opcode table.
 //!
-//! Branch offsets and saved positions count units, not instructions.
+//! Branch offsets count bytes and saved positions count units, not instructions.
 //!
 //! This is a dispatch module: the unsafe reads of handlers and operands rely on
 //! the layout written by [`lower`] (see [`super::dispatch::Pc`]).
 
-use super::{dispatch::Handler, handlers};
+use super::{
+    dispatch::{Handler, Meter},
+    handlers,
+};
 use ferrite_ir::Instr;
 
 /// One 16-byte unit of executable code. Plain bytes: units written by [`lower`]
@@ -28,6 +31,9 @@ impl std::fmt::Debug for CodeUnit {
         write!(f, "{:016x}:{:016x}", self.0[0], self.0[1])
     }
 }
+
+/// Bytes of a code unit; branch offsets count bytes, so that a jump is one add.
+const UNIT_BYTES: i64 = 16;
 
 /// Bytes of a unit before the operands: the handler address.
 const HANDLER_BYTES: usize = 8;
@@ -96,9 +102,27 @@ fn encode(code: &mut [CodeUnit], at: usize, instr: Instr) {
     ferrite_ir::for_each_instr!(encode_all);
 }
 
+/// The fuel a backward branch by `offset` bytes (of executable code) charges: the
+/// length of the loop body in code units, at least 1.
+#[inline(always)]
+pub(super) fn back_edge_cost(offset: i32) -> u64 {
+    (1 - i64::from(offset) / UNIT_BYTES) as u64
+}
+
+/// The fuel a loop back-edge by `offset` units charges, as the `Meter` value to
+/// subtract (see [`back_edge_cost`]).
+///
+/// # Panics
+/// If the loop body is longer than the charge can say (2^23 units, far more than
+/// a wasm function body of at most 7 654 321 bytes translates to).
+fn back_edge_charge(offset: i64) -> i32 {
+    let cost = 1 - offset;
+    i32::try_from(Meter::charge_of(cost as u64)).expect("loop body fits the charge")
+}
+
 /// Lowers verified bytecode to executable code: every instruction becomes its
-/// handler and operands, and branch offsets are converted from instructions to
-/// code units.
+/// handler and operands, branch offsets are converted from instructions to bytes
+/// of code, and the fuel charge of every loop back-edge is computed.
 ///
 /// # Panics
 /// If a branch target is outside the code (`translate::verify` rules that out).
@@ -118,7 +142,13 @@ pub(crate) fn lower(instrs: &[Instr]) -> Box<[CodeUnit]> {
                 .ok()
                 .filter(|target| *target < instrs.len())
                 .expect("branch target within the code");
-            *offset = (starts[target] as i64 - at as i64) as i32;
+            let units = starts[target] as i64 - at as i64;
+            if let Instr::BrLoop { charge, .. } = &mut instr {
+                *charge = back_edge_charge(units);
+            }
+            if let Some(offset) = instr.branch_offset_mut() {
+                *offset = i32::try_from(units * UNIT_BYTES).expect("code fits i32 byte offsets");
+            }
         }
         encode(&mut code, at, instr);
     }
@@ -170,7 +200,7 @@ mod tests {
                 .read()
         };
         let (cond, offset) = (branch.cond, branch.offset);
-        assert_eq!((cond, offset), (Slot(4), -3), "offset counts units");
+        assert_eq!((cond, offset), (Slot(4), -3 * 16), "offset counts bytes");
         // SAFETY: unit 1 starts the indirect call, whose operands run into unit 2.
         let call = unsafe {
             code.as_ptr()

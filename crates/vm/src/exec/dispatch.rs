@@ -10,15 +10,16 @@
 //! optimized builds that call is a sibling call, compiled to a jump: the state
 //! never leaves registers and there is no central `match`.
 //!
-//! Nothing relies on the sibling-call optimization for correctness. Every handler
-//! of a control instruction (branch, call, return: see `translate::is_control`)
-//! spends one unit of the *chain budget* (`depth`); when it runs out, the handler
-//! stores the state in the context and returns to the trampoline ([`run`]), which
-//! starts a new chain. The translator never emits more than
-//! `translate::STRAIGHT_RUN_MAX` other instructions in a row. So even when the
-//! calls are real calls (debug builds), at most
-//! `CHAIN_MAX * (STRAIGHT_RUN_MAX + 1)` handler frames are ever on the host stack,
-//! and the instructions that do most of the work pay nothing for the budget.
+//! Nothing relies on the sibling-call optimization for correctness. The handlers
+//! of loop back-edges, calls, returns and `Tick`s spend one unit of the *chain
+//! budget* (see [`Meter`]); when it runs out, the handler stores the state in the
+//! context and returns to the trampoline ([`run`]), which starts a new chain. The
+//! translator puts a `Tick` wherever more than `translate::CHAIN_RUN_MAX` other
+//! handlers could run in a row (straight-line code, forward jumps, branches not
+//! taken: all forward, so the longest such run is a property of the code). So even
+//! when the calls are real calls (debug builds), at most
+//! `CHAIN_MAX * (CHAIN_RUN_MAX + 1)` handler frames are ever on the host stack,
+//! and the handlers that do most of the work pay nothing for the budget.
 //!
 //! This module, `code` and `handlers` are the dispatch modules where `unsafe` is
 //! allowed: unchecked reads of instructions, slots and the current memory,
@@ -31,7 +32,7 @@ use super::{
 };
 use crate::{
     store::{FuncEntity, GlobalEntity, InstanceEntity, TableEntity},
-    translate::CompiledFunc,
+    translate::{CompiledFunc, INIT_CELLS_MIN},
     Func, Instance,
 };
 use ferrite_core::{StackLimits, TrapCode};
@@ -42,10 +43,16 @@ use std::sync::{
     Arc,
 };
 
-/// Handler calls per chain before control returns to the trampoline: bounds the
-/// host stack use of a chain when calls are not turned into jumps. Measured: 64
-/// and 1024 cost the same (the trampoline round trip is a few instructions).
-pub(super) const CHAIN_MAX: u32 = 64;
+/// Budget-spending handlers per chain before control returns to the trampoline:
+/// bounds the host stack use of a chain when calls are not turned into jumps, to
+/// `CHAIN_MAX * (CHAIN_RUN_MAX + 1)` handler frames.
+///
+/// Debug builds, where no call becomes a jump and a handler frame takes up to
+/// 1.2 KiB (measured), use a small budget: at most about 300 KiB of stack. An
+/// optimized build that somehow missed a jump would use at most 32 * 65 frames of
+/// a few dozen bytes. The trampoline round trip is a few instructions, so the
+/// budget costs nothing measurable either way.
+pub(super) const CHAIN_MAX: u32 = if cfg!(debug_assertions) { 4 } else { 32 };
 
 /// What a chain of handlers reports to the trampoline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,10 +109,23 @@ impl Meter {
     /// (the fuel saturates at zero, as a budget does). `cost` is at most 2^32.
     #[inline(always)]
     pub(super) fn charge(self, cost: u64) -> Option<Meter> {
+        self.charge_precomputed(Meter::charge_of(cost))
+    }
+
+    /// `cost` fuel as the value [`Self::charge_precomputed`] subtracts (so that
+    /// code can hold it ready: see `BrLoop`).
+    #[inline(always)]
+    pub(super) fn charge_of(cost: u64) -> i64 {
+        (cost as i64) << CHAIN_BITS
+    }
+
+    /// Charges fuel given as [`Self::charge_of`] computes it.
+    #[inline(always)]
+    pub(super) fn charge_precomputed(self, charge: i64) -> Option<Meter> {
         // Fuel left after the charge must be at least 1 unit: the difference must
         // exceed the chain bits (it is negative when the charge exceeds the fuel,
         // which cannot wrap: both are far below 2^63).
-        let left = self.0 - ((cost as i64) << CHAIN_BITS);
+        let left = self.0 - charge;
         (left > CHAIN_MASK).then_some(Meter(left))
     }
 }
@@ -159,10 +179,11 @@ impl Pc {
         Pc(self.0.wrapping_add(units))
     }
 
-    /// The instruction `offset` code units away (a branch target).
+    /// The instruction `offset` bytes away (a branch target: branch offsets in
+    /// the executable code are in bytes, see `code::lower`).
     #[inline(always)]
     pub(super) fn jump(self, offset: i32) -> Pc {
-        Pc(self.0.wrapping_offset(offset as isize))
+        Pc(self.0.cast::<u8>().wrapping_offset(offset as isize).cast())
     }
 }
 
@@ -233,6 +254,8 @@ pub(super) struct Ctx<'a> {
     pub(super) instance: Instance,
     /// The functions the current instance defines (after its imports), as
     /// `CallInternal` numbers them, and their code: cached with the instance.
+    /// Both have one entry per function the module defines (asserted in
+    /// `switch_instance_slow`).
     pub(super) defined_funcs: &'a [Func],
     pub(super) defined_code: &'a [CompiledFunc],
     pub(super) interrupt: &'a AtomicBool,
@@ -244,6 +267,13 @@ pub(super) struct Ctx<'a> {
     /// `frames.capacity()` capped at the call depth limit: a frame can be pushed
     /// without further checks while `frames.len()` is below it.
     frames_ready: usize,
+    /// The code of each caller whose callee's frame was pushed during this run,
+    /// innermost last (null for a caller in another instance), so that a return
+    /// finds its caller's code without looking it up through the function. It
+    /// mirrors the top `returns.len()` frames of `frames`: every call pushes one
+    /// entry, every return pops one; frames from earlier runs have none. Derived
+    /// state, dropped when the run ends.
+    returns: Vec<*const CodeUnit>,
     pub(super) funcs: &'a [FuncEntity],
     pub(super) instances: &'a [InstanceEntity],
     memories: *mut LinearMemory,
@@ -302,6 +332,7 @@ pub(super) fn run(
         slots_ready: stack.len().min(limits.value_slots_max as usize),
         stack,
         frames_ready: frames.capacity().min(limits.call_depth_max as usize),
+        returns: Vec::new(),
         frames,
         funcs,
         instances,
@@ -326,6 +357,14 @@ pub(super) fn run(
     ctx.resume = (pc, regs, mem, Meter::new(fuel));
     loop {
         let (pc, regs, mem, meter) = ctx.resume;
+        // The interrupt flag is polled here, between chains, rather than in every
+        // handler that may loop: a chain ends after at most `CHAIN_MAX` loop
+        // back-edges, calls or returns, so a raised flag stops execution within
+        // that many, at a point where it can resume exactly.
+        if ctx.interrupt.load(Ordering::Relaxed) {
+            ctx.interrupted(pc);
+            return ctx.exit.take().expect("an interrupted chain says why");
+        }
         if pc.handler()(&mut ctx, pc, regs, mem, meter.with_fresh_chain()) == Flow::Stop {
             return ctx.exit.take().expect("a stopped chain says why");
         }
@@ -350,18 +389,16 @@ pub(super) fn next_counted(ctx: &mut Ctx<'_>, pc: Pc, regs: Regs, mem: Mem, mete
     next(ctx, pc, regs, mem, meter.spend_chain())
 }
 
-/// Charges `cost` fuel at a loop back-edge or call and polls the interrupt flag;
-/// `pc` is the next instruction to run, where a stopped execution resumes.
-/// Returns the flow to return if execution stops here.
+/// Charges `cost` fuel at a loop back-edge or call; `pc` is the next instruction
+/// to run, where a stopped execution resumes. Returns the flow to return if
+/// execution stops here. (The interrupt flag is polled by the trampoline, at the
+/// start of every chain: see [`run`].)
 #[inline(always)]
 pub(super) fn checkpoint(ctx: &mut Ctx<'_>, pc: Pc, meter: &mut Meter, cost: u64) -> Option<Flow> {
     let Some(charged) = meter.charge(cost) else {
         return Some(ctx.out_of_fuel(pc));
     };
     *meter = charged;
-    if ctx.interrupt.load(Ordering::Relaxed) {
-        return Some(ctx.interrupted(pc));
-    }
     None
 }
 
@@ -394,7 +431,7 @@ impl<'a> Ctx<'a> {
     /// builds no `Exit` on its stack.)
     #[cold]
     #[inline(never)]
-    fn out_of_fuel(&mut self, pc: Pc) -> Flow {
+    pub(super) fn out_of_fuel(&mut self, pc: Pc) -> Flow {
         self.stop_at(pc, Exit::OutOfFuel)
     }
 
@@ -459,6 +496,13 @@ impl<'a> Ctx<'a> {
         let imported = self.inst.module.imported_funcs as usize;
         self.defined_funcs = &self.inst.funcs[imported..];
         self.defined_code = &self.inst.module.code;
+        // `CallInternal` indexes both unchecked with a function index that
+        // `translate::verify` checked against the module's defined functions.
+        let defined = self.inst.module.funcs.len() - imported;
+        assert!(
+            self.defined_funcs.len() == defined && self.defined_code.len() == defined,
+            "an instance has one function and one translation per defined function"
+        );
         match self.inst.memory {
             Some(memory) => {
                 let index = memory.0 as usize;
@@ -507,6 +551,18 @@ impl<'a> Ctx<'a> {
             return self.finish();
         }
         let caller = self.frames[len - 2];
+        if let Some(code) = self.returns.pop() {
+            if !code.is_null() {
+                // A caller in this instance whose code is known: no lookup.
+                self.frames.truncate(len - 1);
+                self.code = code;
+                let pc = Pc(code.wrapping_add(caller.ip as usize));
+                // SAFETY: the caller's frame lies within the stack (its slots were
+                // made room for when it was entered), so `base` is in bounds.
+                let regs = Regs(unsafe { self.stack.as_mut_ptr().add(caller.base as usize) });
+                return next_counted(self, pc, regs, mem, meter);
+            }
+        }
         let funcs: &'a [FuncEntity] = self.funcs;
         let FuncEntity::Wasm {
             module,
@@ -554,7 +610,7 @@ impl<'a> Ctx<'a> {
     ///
     /// The fast path is a call within the instance whose frame fits the stack and
     /// the frame vector as they are, has few cells to initialize, and neither
-    /// stops (fuel, interrupt) nor ends the chain. All of that is checked first;
+    /// stops for fuel. All of that is checked first;
     /// everything else takes `enter_wasm_slow`, called in tail position with few
     /// arguments, so that the fast path is straight-line code that keeps nothing
     /// alive across a call.
@@ -582,9 +638,9 @@ impl<'a> Ctx<'a> {
         if instance != self.instance
             || end > self.slots_ready
             || len >= self.frames_ready
-            || init.len() > INIT_INLINE_MAX
+            || init.len() > INIT_CELLS_MIN
             || charged.is_none()
-            || self.interrupt.load(Ordering::Relaxed)
+            || self.returns.len() == self.returns.capacity()
         {
             return self.enter_wasm_slow(pc, mem, meter, callee, base);
         }
@@ -604,15 +660,20 @@ impl<'a> Ctx<'a> {
                 base: callee_base as u32,
             });
             self.frames.set_len(len + 1);
+            // SAFETY: `returns.len() < returns.capacity()` (checked above).
+            let returns = self.returns.len();
+            self.returns.as_mut_ptr().add(returns).write(self.code);
+            self.returns.set_len(returns + 1);
         }
         // SAFETY: `end <= slots_ready <= stack.len()`, and the initialized cells
         // (locals and constants) lie within the frame (`frame_slots` covers
-        // `params + init.len()`, see `translate_function`).
+        // `params + init.len()`, see `translate_function`); `init.len()` is 0 or
+        // `INIT_CELLS_MIN` here (checked above; never between).
         let regs = unsafe {
             let regs = self.stack.as_mut_ptr().add(callee_base);
-            let target = regs.add(usize::from(compiled.params));
-            for index in 0..init.len() {
-                target.add(index).write(*init.get_unchecked(index));
+            if !init.is_empty() {
+                let target = regs.add(usize::from(compiled.params));
+                std::ptr::copy_nonoverlapping(init.as_ptr(), target, INIT_CELLS_MIN);
             }
             Regs(regs)
         };
@@ -621,8 +682,7 @@ impl<'a> Ctx<'a> {
     }
 
     /// `enter_wasm` for the rare cases: another instance, a stack or frame vector
-    /// to grow, the stack limits, many cells to initialize, a stop for fuel or
-    /// the interrupt flag, or the end of the chain.
+    /// to grow, the stack limits, many cells to initialize, or a stop for fuel.
     #[cold]
     #[inline(never)]
     fn enter_wasm_slow(
@@ -661,6 +721,12 @@ impl<'a> Ctx<'a> {
             ip: 0,
             base: callee_base as u32,
         });
+        let caller_code = if *instance == self.instance {
+            self.code
+        } else {
+            std::ptr::null()
+        };
+        self.returns.push(caller_code);
         self.frames_ready = self
             .frames
             .capacity()
@@ -687,10 +753,6 @@ impl<'a> Ctx<'a> {
         true
     }
 }
-
-/// The most cells (locals and constants) a call initializes inline; larger frames
-/// take the slow path, where `memcpy` pays off.
-const INIT_INLINE_MAX: usize = 8;
 
 /// Code units of the call instruction at `pc` (its handler tells which call).
 fn code_units_of_call(pc: Pc) -> usize {

@@ -7,7 +7,7 @@
 #![allow(non_snake_case)]
 
 use super::{
-    code::payload,
+    code::{back_edge_cost, payload},
     dispatch::{checkpoint, next, next_counted, Ctx, Flow, Mem, Meter, Pc, Regs},
     Exit,
 };
@@ -217,7 +217,7 @@ macro_rules! load_handler {
             #[inline(never)]
             fn miss(ctx: &mut Ctx<'_>, pc: Pc, $regs: Regs, mem: Mem, meter: Meter) -> Flow {
                 decode!(pc, $name { $($field),* });
-                match mem.get().load::<$n>($address) {
+                match mem.get().load_uncached::<$n>($address) {
                     Ok($b) => $regs.set($dst, $e),
                     Err(_) => return ctx.trap(pc, TrapCode::MemoryOutOfBounds),
                 }
@@ -273,7 +273,7 @@ macro_rules! store_handler {
             fn miss(ctx: &mut Ctx<'_>, pc: Pc, $regs: Regs, mem: Mem, meter: Meter) -> Flow {
                 decode!(pc, $name { $($field),* });
                 let $v = $regs.get($value);
-                if mem.get().store($address, $e).is_err() {
+                if mem.get().store_uncached($address, $e).is_err() {
                     return ctx.trap(pc, TrapCode::MemoryOutOfBounds);
                 }
                 next(ctx, pc.skip(payload::$name::UNITS), $regs, mem, meter)
@@ -338,13 +338,15 @@ fn branch_if(
     offset: i32,
 ) -> Flow {
     if !taken {
-        return next_counted(ctx, pc.skip(1), regs, mem, meter);
+        return next(ctx, pc.skip(1), regs, mem, meter);
     }
     let target = pc.jump(offset);
-    if offset <= 0 {
-        if let Some(flow) = checkpoint(ctx, target, &mut meter, (1 - i64::from(offset)) as u64) {
-            return flow;
-        }
+    if offset > 0 {
+        return next(ctx, target, regs, mem, meter);
+    }
+    // A loop back-edge: charges fuel and spends chain budget.
+    if let Some(flow) = checkpoint(ctx, target, &mut meter, back_edge_cost(offset)) {
+        return flow;
     }
     next_counted(ctx, target, regs, mem, meter)
 }
@@ -385,6 +387,10 @@ macro_rules! compare_branches_imm {
     )*};
 }
 
+pub(super) fn Tick(ctx: &mut Ctx<'_>, pc: Pc, regs: Regs, mem: Mem, meter: Meter) -> Flow {
+    next_counted(ctx, pc.skip(payload::Tick::UNITS), regs, mem, meter)
+}
+
 pub(super) fn Trap(ctx: &mut Ctx<'_>, pc: Pc, _: Regs, _: Mem, _: Meter) -> Flow {
     decode!(pc, Trap { code });
     ctx.trap(pc, code)
@@ -392,18 +398,20 @@ pub(super) fn Trap(ctx: &mut Ctx<'_>, pc: Pc, _: Regs, _: Mem, _: Meter) -> Flow
 
 pub(super) fn Br(ctx: &mut Ctx<'_>, pc: Pc, regs: Regs, mem: Mem, meter: Meter) -> Flow {
     decode!(pc, Br { offset });
-    // Forward only (`translate::verify`): no fuel to charge.
-    next_counted(ctx, pc.jump(offset), regs, mem, meter)
+    // Forward only (`translate::verify`): no fuel to charge, no chain budget to
+    // spend.
+    next(ctx, pc.jump(offset), regs, mem, meter)
 }
 
-pub(super) fn BrLoop(ctx: &mut Ctx<'_>, pc: Pc, regs: Regs, mem: Mem, mut meter: Meter) -> Flow {
-    decode!(pc, BrLoop { offset });
-    // Backward only (`translate::verify`): a loop back-edge.
+pub(super) fn BrLoop(ctx: &mut Ctx<'_>, pc: Pc, regs: Regs, mem: Mem, meter: Meter) -> Flow {
+    decode!(pc, BrLoop { offset, charge });
+    // Backward only (`translate::verify`): a loop back-edge, whose fuel charge
+    // `code::lower` computed.
     let target = pc.jump(offset);
-    if let Some(flow) = checkpoint(ctx, target, &mut meter, (1 - i64::from(offset)) as u64) {
-        return flow;
-    }
-    next_counted(ctx, target, regs, mem, meter)
+    let Some(charged) = meter.charge_precomputed(i64::from(charge)) else {
+        return ctx.out_of_fuel(target);
+    };
+    next_counted(ctx, target, regs, mem, charged)
 }
 
 pub(super) fn BrIfNez(ctx: &mut Ctx<'_>, pc: Pc, regs: Regs, mem: Mem, meter: Meter) -> Flow {
@@ -490,7 +498,7 @@ pub(super) fn BrTable(ctx: &mut Ctx<'_>, pc: Pc, regs: Regs, mem: Mem, meter: Me
     // (`translate::verify`).
     let entry = (regs.get(index) as u32).min(len - 1);
     let table = pc.skip(payload::BrTable::UNITS);
-    next_counted(ctx, table.jump(entry as i32), regs, mem, meter)
+    next(ctx, table.skip(entry as usize), regs, mem, meter)
 }
 
 handler!(Copy { dst, src }, |ctx, pc, regs, mem| {
@@ -521,8 +529,16 @@ pub(super) fn ReturnSlot(ctx: &mut Ctx<'_>, pc: Pc, regs: Regs, mem: Mem, meter:
 pub(super) fn CallInternal(ctx: &mut Ctx<'_>, pc: Pc, _: Regs, mem: Mem, meter: Meter) -> Flow {
     decode!(pc, CallInternal { func, base });
     // Same instance: no instance switch, no function table lookup.
-    let callee = ctx.defined_funcs[func as usize];
-    let compiled = &ctx.defined_code[func as usize];
+    // SAFETY: `translate::verify` checked that `func` is below the number of
+    // functions the module defines, and `switch_instance_slow` that the current
+    // instance's `defined_funcs` and `defined_code` have that many entries; this
+    // code belongs to a function of the current instance.
+    let (callee, compiled) = unsafe {
+        (
+            *ctx.defined_funcs.get_unchecked(func as usize),
+            ctx.defined_code.get_unchecked(func as usize),
+        )
+    };
     let instance = ctx.instance;
     let return_pc = pc.skip(payload::CallInternal::UNITS);
     ctx.enter_wasm(pc, return_pc, mem, meter, callee, compiled, instance, base)
