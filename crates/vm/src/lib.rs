@@ -27,8 +27,8 @@
 //! |-------------------------------|--------------------------------------------------------|
 //! | translation                   | once per function at `Module::new`                     |
 //! | wasm call                     | a frame push, zeroing locals, copying constants        |
-//! | budget and interrupt checks   | at loop back-edges and calls only                      |
-//! | memory access                 | bounds check and software TLB compare (`ferrite_heap`) |
+//! | budget and interrupt checks   | budget at back-edges and calls; flag between call chains |
+//! | memory access                 | one software TLB tag compare on a hit (`ferrite_heap`)   |
 
 mod error;
 mod exec;
