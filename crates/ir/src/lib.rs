@@ -46,12 +46,28 @@ impl Slot {
 pub trait Field {
     /// Calls `f` with `name` and the slot if this field is a slot.
     fn visit(&mut self, name: &'static str, f: &mut impl FnMut(&'static str, &mut Slot));
+
+    /// Some value of the field's type, for [`Instr::example`].
+    fn example() -> Self;
 }
 
 impl Field for Slot {
     #[inline]
     fn visit(&mut self, name: &'static str, f: &mut impl FnMut(&'static str, &mut Slot)) {
         f(name, self);
+    }
+
+    fn example() -> Self {
+        Slot(1)
+    }
+}
+
+impl Field for TrapCode {
+    #[inline]
+    fn visit(&mut self, _: &'static str, _: &mut impl FnMut(&'static str, &mut Slot)) {}
+
+    fn example() -> Self {
+        TrapCode::Unreachable
     }
 }
 
@@ -60,10 +76,14 @@ macro_rules! immediate_field {
         impl Field for $ty {
             #[inline]
             fn visit(&mut self, _: &'static str, _: &mut impl FnMut(&'static str, &mut Slot)) {}
+
+            fn example() -> Self {
+                1
+            }
         }
     )*};
 }
-immediate_field!(u8, u16, i16, u32, i32, TrapCode);
+immediate_field!(u8, u16, i16, u32, i32);
 
 /// Declares the instruction set: one line per instruction, its fields, and its doc.
 ///
@@ -110,6 +130,16 @@ macro_rules! define_isa {
             }
         }
 
+        impl Instr {
+            /// An instruction with opcode `opcode` and some operands (for tests that
+            /// go over every instruction).
+            pub fn example(opcode: Opcode) -> Instr {
+                match opcode {
+                    $( Opcode::$name => Instr::$name { $($field: <$fty as Field>::example()),* }, )*
+                }
+            }
+        }
+
         impl Opcode {
             /// Every opcode, in table order (`ALL[op as usize] == op`).
             pub const ALL: &'static [Opcode] = &[$(Opcode::$name),*];
@@ -124,6 +154,12 @@ impl Instr {
     /// The branch offset of a branch instruction (relative to the branch itself),
     /// for patching forward branches.
     pub fn branch_offset_mut(&mut self) -> Option<&mut i32> {
+        // The branches are declared together, from `Br` to `BrI64GeUImm`: one range
+        // check rules out every other instruction before the (large) `match`.
+        let opcode = self.opcode() as u16;
+        if !(Opcode::Br as u16..=Opcode::BrI64GeUImm as u16).contains(&opcode) {
+            return None;
+        }
         match self {
             Instr::Br { offset }
             | Instr::BrLoop { offset, .. }
@@ -255,6 +291,31 @@ mod tests {
             }
         );
         assert!((Instr::Return {}).branch_offset_mut().is_none());
+    }
+
+    #[test]
+    fn branches_are_the_instructions_with_an_offset() {
+        let mut branches = 0;
+        for &opcode in Opcode::ALL {
+            let mut instr = Instr::example(opcode);
+            assert_eq!(instr.opcode(), opcode);
+            let mut offsets = 0;
+            instr.visit_slots_mut(|_, _| {});
+            if let Some(offset) = instr.branch_offset_mut() {
+                assert_eq!(*offset, 1, "{opcode:?}: the offset is the `offset` field");
+                offsets += 1;
+            }
+            let declared = format!("{instr:?}").contains("offset: 1,")
+                || format!("{instr:?}").ends_with("offset: 1 }");
+            let memory = instr.name().contains("Load") || instr.name().contains("Store");
+            assert_eq!(
+                offsets == 1,
+                declared && !memory,
+                "{opcode:?} has a branch offset exactly when it is a branch"
+            );
+            branches += offsets;
+        }
+        assert_eq!(branches, 54, "every branch (update when adding some)");
     }
 
     #[test]

@@ -280,10 +280,19 @@ pub(crate) fn translate_function(
         let index = slot.index().checked_sub(const_base)?;
         consts.get(index).copied()
     };
+    let mut immediates = 0;
     for instr in &mut code {
-        *instr = with_immediate(*instr, const_of);
+        let with = with_immediate(*instr, const_of);
+        immediates += usize::from(with != *instr);
+        *instr = with;
     }
-    let (consts, unused) = drop_unused_consts(&mut code, consts, const_base);
+    // Only an immediate can leave a constant unread (`collect_consts` collects
+    // the constants the body reads).
+    let (consts, unused) = if immediates > 0 {
+        drop_unused_consts(&mut code, consts, const_base)
+    } else {
+        (consts, 0)
+    };
     let frame_slots = frame_slots - unused;
     let code = rewrite(code, const_base + consts.len());
     let mut code = bound_chain_runs(code);
