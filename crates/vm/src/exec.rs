@@ -18,6 +18,7 @@ mod handlers;
 
 use crate::{store::FuncEntity, trap::BacktraceFrame, Error, Func, HostFuncId, Store, Trap, Value};
 use ferrite_core::{StackLimits, TrapCode};
+use serde::{Deserialize, Serialize};
 use std::sync::{
     atomic::{AtomicBool, Ordering},
     Arc,
@@ -254,6 +255,168 @@ impl Execution {
         Ok(())
     }
 
+    /// Captures the execution as plain data, for a checkpoint.
+    ///
+    /// Only the value-stack cells the frames use are kept. The image describes
+    /// positions in this build's executable code, so it is resumed by the same
+    /// Ferrite version on the same module (see [`ExecutionImage::ENGINE`]).
+    pub fn image(&self, store: &Store) -> ExecutionImage {
+        let used = self.stack_in_use(store);
+        ExecutionImage {
+            engine: ExecutionImage::ENGINE.to_string(),
+            func: self.func.0,
+            frames: self
+                .frames
+                .iter()
+                .map(|frame| FrameImage {
+                    func: frame.func.0,
+                    ip: frame.ip,
+                    base: frame.base,
+                })
+                .collect(),
+            stack: self.stack[..used].to_vec(),
+            state: match self.state {
+                State::Ready => StateImage::Ready,
+                State::HostCallPending { id, func, base } => StateImage::HostCallPending {
+                    id: id.0,
+                    func: func.0,
+                    base,
+                },
+                State::AwaitingHost { func, base } => {
+                    StateImage::AwaitingHost { func: func.0, base }
+                }
+                State::Done => StateImage::Done,
+            },
+        }
+    }
+
+    /// Rebuilds an execution from `image`, in a store instantiated from the same
+    /// module with the same imports (see [`Store::instantiate_for_restore`]).
+    ///
+    /// The image is checked against the store before it is used: functions exist
+    /// and have the right kind, every frame lies within the stack limits, every
+    /// position lies within its function's code.
+    ///
+    /// # Errors
+    /// [`Error::Usage`] if the image was taken by another engine version, or does
+    /// not fit this store.
+    pub fn from_image(store: &Store, image: &ExecutionImage) -> Result<Self, Error> {
+        if image.engine != ExecutionImage::ENGINE {
+            return Err(Error::usage(format!(
+                "the execution state was saved by engine {}, this is {}; \
+                 it cannot be resumed by this build",
+                image.engine,
+                ExecutionImage::ENGINE
+            )));
+        }
+        let bad =
+            |what: &str| Error::usage(format!("execution state does not fit the module: {what}"));
+        let limits = store.config.stack_limits;
+        let func_of = |index: u32| {
+            ((index as usize) < store.funcs.len())
+                .then_some(Func(index))
+                .ok_or_else(|| bad("function index out of range"))
+        };
+        let func = func_of(image.func)?;
+        if image.frames.len() > limits.call_depth_max as usize
+            || image.stack.len() > limits.value_slots_max as usize
+        {
+            return Err(bad("more frames or stack than the limits allow"));
+        }
+        let mut frames = Vec::with_capacity(image.frames.len());
+        let mut base_min = 0;
+        for frame in &image.frames {
+            let frame_func = func_of(frame.func)?;
+            let Some((compiled, _)) = store.compiled(frame_func) else {
+                return Err(bad("a frame runs a host function"));
+            };
+            let end = frame.base as usize + usize::from(compiled.frame_slots);
+            if (frame.base as usize) < base_min
+                || end > image.stack.len()
+                || frame.ip as usize >= compiled.code.len()
+            {
+                return Err(bad("a frame lies outside its stack or code"));
+            }
+            base_min = frame.base as usize;
+            frames.push(Frame {
+                func: frame_func,
+                ip: frame.ip,
+                base: frame.base,
+            });
+        }
+        let host_call = |func: u32, base: u32| -> Result<Func, Error> {
+            let func = func_of(func)?;
+            let ty = store.func_type(func);
+            let cells = ty.params().len().max(ty.results().len());
+            if !matches!(store.funcs[func.0 as usize], FuncEntity::Host { .. })
+                || base as usize + cells > limits.value_slots_max as usize
+            {
+                return Err(bad("a pending host call does not fit"));
+            }
+            Ok(func)
+        };
+        let state = match image.state {
+            StateImage::Ready if frames.is_empty() => return Err(bad("no frame to run")),
+            StateImage::Ready => State::Ready,
+            StateImage::HostCallPending { id, func, base } => State::HostCallPending {
+                id: HostFuncId(id),
+                func: host_call(func, base)?,
+                base,
+            },
+            StateImage::AwaitingHost { func, base } => State::AwaitingHost {
+                func: host_call(func, base)?,
+                base,
+            },
+            StateImage::Done => State::Done,
+        };
+        let mut stack = image.stack.clone();
+        if let State::HostCallPending { func, base, .. } | State::AwaitingHost { func, base } =
+            state
+        {
+            let ty = store.func_type(func);
+            let end = base as usize + ty.params().len().max(ty.results().len());
+            if stack.len() < end {
+                stack.resize(end, 0);
+            }
+        }
+        Ok(Self {
+            stack,
+            frames,
+            state,
+            func,
+            limits,
+            interrupt: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    /// Value-stack cells in use: up to the end of the last-ending frame, or of the
+    /// pending host call's arguments and results.
+    fn stack_in_use(&self, store: &Store) -> usize {
+        // A callee's frame may end before its caller's (its base lies in the
+        // caller's operand slots), so every frame counts.
+        let frames_end = self
+            .frames
+            .iter()
+            .map(|frame| {
+                let (compiled, _) = store
+                    .compiled(frame.func)
+                    .expect("frames run wasm functions");
+                frame.base as usize + usize::from(compiled.frame_slots)
+            })
+            .max()
+            .unwrap_or(0);
+        let host_end = match self.state {
+            State::HostCallPending { func, base, .. } | State::AwaitingHost { func, base } => {
+                let ty = store.func_type(func);
+                base as usize + ty.params().len().max(ty.results().len())
+            }
+            // A finished call keeps its results at the bottom of the stack.
+            State::Done => store.func_type(self.func).results().len(),
+            State::Ready => 0,
+        };
+        frames_end.max(host_end).min(self.stack.len())
+    }
+
     /// The results of a finished top-level host call, if that is what finished.
     pub fn host_results(&self, store: &Store) -> Option<Vec<Value>> {
         (self.state == State::Done && self.frames.is_empty()).then(|| self.results(store))
@@ -295,6 +458,48 @@ impl Execution {
             })
             .collect()
     }
+}
+
+/// An [`Execution`] as plain data: what a checkpoint stores.
+///
+/// Functions are store indices (deterministic for a store instantiated the same
+/// way); positions are code units of this engine's translation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecutionImage {
+    /// The engine that took the image ([`ExecutionImage::ENGINE`]).
+    pub engine: String,
+    /// The function called at the top level.
+    pub func: u32,
+    /// The call frames, outermost first.
+    pub frames: Vec<FrameImage>,
+    /// The value-stack cells in use.
+    pub stack: Vec<u64>,
+    /// Whether wasm code or a host call comes next.
+    pub state: StateImage,
+}
+
+impl ExecutionImage {
+    /// Identifies the translation that code positions refer to: images are only
+    /// resumed by the engine version that took them. Bump `ir` when the
+    /// translation changes within a release.
+    pub const ENGINE: &'static str = concat!("ferrite-vm ", env!("CARGO_PKG_VERSION"), " ir 1");
+}
+
+/// One frame of an [`ExecutionImage`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FrameImage {
+    pub func: u32,
+    pub ip: u32,
+    pub base: u32,
+}
+
+/// What an [`ExecutionImage`] does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StateImage {
+    Ready,
+    HostCallPending { id: u32, func: u32, base: u32 },
+    AwaitingHost { func: u32, base: u32 },
+    Done,
 }
 
 /// The most frames a trap's backtrace keeps (the innermost ones): a runaway

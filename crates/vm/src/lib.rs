@@ -42,7 +42,9 @@ mod types;
 mod value;
 
 pub use error::Error;
-pub use exec::{Execution, Frame, RunOutcome, BACKTRACE_FRAMES_MAX};
+pub use exec::{
+    Execution, ExecutionImage, Frame, FrameImage, RunOutcome, StateImage, BACKTRACE_FRAMES_MAX,
+};
 pub use ferrite_core::{Ieee32, Ieee64, RefType, StackLimits, TrapCode, ValType};
 pub use ferrite_heap::LinearMemory;
 pub use module::{Export, ExportKind, Import, Module};
