@@ -53,19 +53,24 @@ pub(crate) struct Span {
 
 /// Owns every frame of a linear memory.
 ///
-/// Frames are only ever added today; the eviction issue will add a free list. The
-/// pool never holds more frames than the memory has pages (the caller allocates a
-/// frame only for an unmapped page), so it is bounded by `WASM_PAGES_MAX` wasm pages.
+/// Frames are carved from slabs in order and never returned to the host before
+/// the pool is dropped; a frame given back with [`FramePool::release`] (a memory
+/// with a frame limit evicting down to it) goes to a free list and is handed out
+/// again, zeroed, before a new one is carved. The caller allocates a frame only
+/// for an unmapped page, so the pool never holds more frames than the memory has
+/// pages: at most `WASM_PAGES_MAX` wasm pages' worth.
 ///
 /// Invariants:
 /// - `slabs[s]` is a zeroed allocation of `SLAB_FRAMES` frames (layout
 ///   [`FramePool::slab_layout`]), owned by the pool alone and freed once, in `Drop`;
 /// - frame `i` is frame `i % SLAB_FRAMES` of slab `i / SLAB_FRAMES`, and frames
-///   `0..len` are handed out (`len <= slabs.len() * SLAB_FRAMES`);
-/// - a frame never moves while it is allocated (growing `slabs` moves the
-///   pointers, not the slabs), so a pointer from [`FramePool::frame_ptr`] stays
-///   valid until the frame is freed. **Freeing or reusing a frame (eviction) must
-///   flush every TLB that may hold its pointer** (`LinearMemory::flush_tlb`).
+///   `0..carved` have been handed out (`carved <= slabs.len() * SLAB_FRAMES`);
+///   those in `free` are not in use, every other one is;
+/// - a frame never moves (growing `slabs` moves the pointers, not the slabs), so
+///   a pointer from [`FramePool::frame_ptr`] stays valid while the pool lives.
+///   **Releasing or reusing a frame (eviction) must first evict its page from
+///   every TLB that may hold its pointer**, or a hit would reach another page's
+///   data (`LinearMemory::flush_tlb`, `Tlb::evict`).
 ///
 /// # Safety
 ///
@@ -75,7 +80,10 @@ pub(crate) struct Span {
 #[derive(Default)]
 pub(crate) struct FramePool {
     slabs: Vec<NonNull<Frame>>,
-    len: usize,
+    /// Frames carved from the slabs so far.
+    carved: usize,
+    /// Carved frames not in use, handed out again first.
+    free: Vec<FrameIndex>,
 }
 
 // SAFETY: the pool owns its slabs exclusively (like `Vec<Box<[Frame]>>`, which is
@@ -96,14 +104,19 @@ impl FramePool {
         Layout::from_size_align(SLAB_FRAMES * PAGE_SIZE, 16).expect("a valid slab layout")
     }
 
-    /// Allocates a zeroed frame and returns its index.
+    /// Allocates a zeroed frame and returns its index: a released one if any,
+    /// else the next one of the current slab.
     pub(crate) fn allocate(&mut self) -> FrameIndex {
+        if let Some(index) = self.free.pop() {
+            self.frame_mut(index).fill(0);
+            return index;
+        }
         // Bounded by the page count (at most 2^20), far below the index space.
         assert!(
-            self.len < u32::MAX as usize,
+            self.carved < u32::MAX as usize,
             "frame pool exhausted u32 indices"
         );
-        if self.len == self.slabs.len() * SLAB_FRAMES {
+        if self.carved == self.slabs.len() * SLAB_FRAMES {
             // SAFETY: the layout has a non-zero size.
             let slab = unsafe { std::alloc::alloc_zeroed(Self::slab_layout()) };
             let Some(slab) = NonNull::new(slab.cast::<Frame>()) else {
@@ -111,18 +124,32 @@ impl FramePool {
             };
             self.slabs.push(slab);
         }
-        let index = FrameIndex(self.len as u32);
-        self.len += 1;
+        let index = FrameIndex(self.carved as u32);
+        self.carved += 1;
         index
     }
 
+    /// Gives the unused frame `index` back (its page was unmapped and evicted from
+    /// the TLB). Its bytes stay committed host memory until the pool is dropped.
+    pub(crate) fn release(&mut self, index: FrameIndex) {
+        assert!(
+            index.as_usize() < self.carved,
+            "frame {index:?} is not allocated"
+        );
+        debug_assert!(
+            !self.free.contains(&index),
+            "frame {index:?} released twice"
+        );
+        self.free.push(index);
+    }
+
     /// A raw pointer to the first byte of the frame at `index`, valid for reads and
-    /// writes of `PAGE_SIZE` bytes until the frame is freed (only when the pool is
-    /// dropped, today).
+    /// writes of `PAGE_SIZE` bytes while the pool lives (frames are returned to
+    /// the host only when the pool is dropped).
     #[inline]
     pub(crate) fn frame_ptr(&self, index: FrameIndex) -> NonNull<u8> {
         let index = index.as_usize();
-        assert!(index < self.len, "frame {index} is not allocated");
+        assert!(index < self.carved, "frame {index} is not allocated");
         let slab = self.slabs[index / SLAB_FRAMES];
         // SAFETY: `index % SLAB_FRAMES < SLAB_FRAMES` frames into a slab of
         // `SLAB_FRAMES` frames (type invariant).
@@ -164,7 +191,7 @@ impl FramePool {
         let frame = span.frame.as_usize();
         let frames = (span.offset + span.len).div_ceil(PAGE_SIZE).max(1);
         assert!(
-            frame + frames <= self.len
+            frame + frames <= self.carved
                 && frame % SLAB_FRAMES + frames <= SLAB_FRAMES
                 && span.offset < PAGE_SIZE,
             "{span:?} leaves its slab"
@@ -200,9 +227,15 @@ impl FramePool {
         bytes.iter().all(|&byte| byte == 0)
     }
 
-    /// Number of frames allocated.
+    /// Number of frames in use (allocated and not released).
     pub(crate) fn len(&self) -> usize {
-        self.len
+        self.carved - self.free.len()
+    }
+
+    /// Number of frames carved from slabs: frame indices are below it.
+    #[cfg(test)]
+    pub(crate) fn carved(&self) -> usize {
+        self.carved
     }
 }
 
@@ -219,7 +252,9 @@ impl Drop for FramePool {
 impl std::fmt::Debug for FramePool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FramePool")
-            .field("frames", &self.len)
+            .field("frames", &self.len())
+            .field("carved", &self.carved)
+            .field("free", &self.free.len())
             .field("slabs", &self.slabs.len())
             .finish()
     }
@@ -310,5 +345,20 @@ mod tests {
             },
             1,
         );
+    }
+
+    #[test]
+    fn released_frames_are_reused_zeroed() {
+        let mut pool = FramePool::default();
+        let first = pool.allocate();
+        let second = pool.allocate();
+        pool.frame_mut(first)[3] = 4;
+        pool.release(first);
+        assert_eq!(pool.len(), 1);
+        assert_eq!(pool.carved(), 2);
+        assert_eq!(pool.allocate(), first);
+        assert!(pool.frame(first).iter().all(|&byte| byte == 0));
+        assert_eq!(pool.allocate(), FrameIndex(second.0 + 1));
+        assert_eq!(pool.len(), 3);
     }
 }

@@ -33,6 +33,37 @@
 //! | `fill`/`copy_within`           | one `memset`/`memmove` per run of adjacent frames     |
 //! | `read`/`write`                 | one page-table lookup and one `memcpy` per page chunk |
 //! | page table                     | 4 bytes per page up to the highest written page       |
+//! | with a store: miss on a page   | one `PageStore::read_page`, or a zeroed frame if the  |
+//! |   not resident                 | store never held it; a write-back if the victim is dirty |
+//! | with a store: first store to a | one fault-path pass that marks it dirty (then stores  |
+//! |   clean page                   | hit the TLB's store tag)                              |
+//! | with a store: bulk operations  | page by page through a one-page buffer                |
+//! | `write_back_dirty`             | one `PageStore::write_page` per dirty page            |
+//!
+//! With a [`PageStore`] attached ([`LinearMemory::attach_store`]), the memory holds
+//! at most `frames_max` pages resident: a miss faults the page in from the store,
+//! a full pool evicts a page under CLOCK (writing it back first if dirty), and a
+//! storage error poisons the memory (see [`LinearMemory::storage_error`]). A
+//! memory without a store behaves and performs as it did before stores existed.
+//!
+//! ```
+//! use ferrite_heap::{LinearMemory, PageStore, PAGE_SIZE};
+//! use ferrite_pagestore::{MemStore, PageMapRef, StorageBackend};
+//! use std::sync::Arc;
+//!
+//! let backend: Arc<dyn StorageBackend> = Arc::new(MemStore::new());
+//! let store = PageStore::open(backend, "procs/demo/", PAGE_SIZE, 0, PageMapRef::default());
+//! let mut memory = LinearMemory::new(16, None)?; // 1 MiB
+//! memory.attach_store(store, Some(4))?; // at most 4 pages resident
+//! for page in 0..64u64 {
+//!     memory.store(page * PAGE_SIZE as u64, [page as u8 + 1])?;
+//! }
+//! assert_eq!(memory.resident_pages(), 4);
+//! assert_eq!(memory.load::<1>(0)?, [1]); // faulted back in from the store
+//! memory.write_back_dirty()?; // before a checkpoint's `commit_maps`
+//! assert_eq!(memory.dirty_pages(), 0);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 //!
 //! The page size was chosen by measurement (the `ratio` benchmark of
 //! `ferrite-bench`): with bulk operations working on runs of adjacent frames,
@@ -41,14 +72,17 @@
 //! larger pages miss the TLB less: 5% fewer instructions with 64 KiB pages); the
 //! smallest page wins for residency and for the granularity of later checkpoints.
 
+mod backing;
 mod frame_pool;
 mod memory;
 mod page_table;
 mod tlb;
 
+pub use ferrite_pagestore::{PageStore, PageStoreError};
 pub use memory::LinearMemory;
 
 use ferrite_core::{WASM_PAGES_MAX, WASM_PAGE_SIZE};
+use std::sync::Arc;
 
 /// Log2 of [`PAGE_SIZE`]. Any value in `12..=16` works; the whole crate (and its
 /// tests) is written against the constant.
@@ -79,8 +113,13 @@ pub struct OutOfBounds;
 
 const _: () = assert!(std::mem::size_of::<OutOfBounds>() == 0);
 
-/// Why a [`LinearMemory`] could not be created.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why a [`LinearMemory`] could not be created, attached to a store, or written
+/// back.
+///
+/// `Clone` and `PartialEq` like a plain value: a [`HeapError::Storage`] shares its
+/// error (an `Arc`, since I/O errors cannot be cloned), and two of them are equal
+/// when they are the same latched error.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum HeapError {
     /// The initial size exceeds the 4 GiB of a 32-bit memory.
     #[error("initial memory size of {initial} pages exceeds the limit of {WASM_PAGES_MAX} pages")]
@@ -91,6 +130,90 @@ pub enum HeapError {
     /// The initial size exceeds the declared maximum.
     #[error("initial memory size of {initial} pages exceeds the maximum of {maximum} pages")]
     InitialAboveMaximum { initial: u32, maximum: u32 },
+    /// A frame limit of zero: a backed memory needs at least one frame.
+    #[error("the physical heap must hold at least one page of {PAGE_SIZE} bytes")]
+    FramesMaxZero,
+    /// The page store was opened with another page size than [`PAGE_SIZE`].
+    #[error("the page store's page size {page_size} differs from the heap's {PAGE_SIZE}")]
+    PageSizeMismatch { page_size: usize },
+    /// [`LinearMemory::attach_store`] on a memory that already has a store.
+    #[error("the memory already has a page store")]
+    StoreAttached,
+    /// Reading or writing the backing store failed, now or earlier: the memory is
+    /// poisoned (see [`LinearMemory::storage_error`]).
+    #[error("storage error: {0}")]
+    Storage(Arc<PageStoreError>),
+}
+
+impl PartialEq for HeapError {
+    fn eq(&self, other: &Self) -> bool {
+        use HeapError::*;
+        match (self, other) {
+            (InitialAboveLimit { initial: a }, InitialAboveLimit { initial: b }) => a == b,
+            (MaximumAboveLimit { maximum: a }, MaximumAboveLimit { maximum: b }) => a == b,
+            (
+                InitialAboveMaximum {
+                    initial: a,
+                    maximum: m,
+                },
+                InitialAboveMaximum {
+                    initial: b,
+                    maximum: n,
+                },
+            ) => a == b && m == n,
+            (FramesMaxZero, FramesMaxZero) | (StoreAttached, StoreAttached) => true,
+            (PageSizeMismatch { page_size: a }, PageSizeMismatch { page_size: b }) => a == b,
+            (Storage(a), Storage(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for HeapError {}
+
+/// Which resident page a full physical heap evicts to make room.
+///
+/// The default, [`EvictionPolicy::Clock`], won the measurement of
+/// `examples/eviction_policy.rs`; the others are kept so that the measurement
+/// can be repeated (`cargo run --release -p ferrite-heap --example
+/// eviction_policy`). The policy runs only on the fault path.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum EvictionPolicy {
+    /// CLOCK (second chance) over the frames, with a reference bit set on every
+    /// fault-path access. TLB hits set no bit, so a page the TLB caches counts as
+    /// referenced; the sweep clears it by dropping the page from the TLB, and its
+    /// next access takes the fault path (cheap: the page is resident) and sets
+    /// the bit again, as an OS clears a page's accessed bit and flushes its TLB
+    /// entry.
+    #[default]
+    Clock,
+    /// CLOCK with reference bits only: a page used only through TLB hits looks
+    /// unreferenced.
+    ClockWithoutTlb,
+    /// First in, first out: the frame that was filled longest ago.
+    Fifo,
+    /// A pseudo-random resident frame (fixed seed: runs are reproducible).
+    Random,
+}
+
+/// Paging counters and the state of the physical heap, for `--stats`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HeapStats {
+    /// Pages read from the backing store (faults on pages it holds a version of).
+    pub page_faults: u64,
+    /// Pages given a zeroed frame without reading: the store never held them.
+    pub zero_fills: u64,
+    /// Resident pages evicted to make room (each written back first if dirty).
+    pub evictions: u64,
+    /// Pages written to the store: dirty evictions and [`LinearMemory::write_back_dirty`].
+    pub write_backs: u64,
+    /// Pages with a frame now.
+    pub resident_pages: usize,
+    /// Resident pages that differ from the store (all resident pages when there
+    /// is no store).
+    pub dirty_pages: usize,
+    /// The frame limit, if the memory has a store and a limit.
+    pub frames_max: Option<usize>,
 }
 
 /// The error of every out-of-bounds access; cold so that callers lay out the

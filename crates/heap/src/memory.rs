@@ -1,13 +1,16 @@
 //! [`LinearMemory`]: the page table, frame pool and TLB composed into a wasm memory.
 
 use crate::{
+    backing::Backing,
     frame_pool::{FrameIndex, FramePool, Span},
     out_of_bounds,
     page_table::PageTable,
     tlb::Tlb,
-    HeapError, OutOfBounds, PAGE_MASK, PAGE_SIZE, PAGE_SIZE_LOG2,
+    HeapError, HeapStats, OutOfBounds, PAGE_MASK, PAGE_SIZE, PAGE_SIZE_LOG2,
 };
 use ferrite_core::{PageIndex, WASM_PAGES_MAX, WASM_PAGE_SIZE};
+
+mod backed;
 
 /// A WebAssembly linear memory backed by lazily allocated pages.
 ///
@@ -15,12 +18,24 @@ use ferrite_core::{PageIndex, WASM_PAGES_MAX, WASM_PAGE_SIZE};
 /// offset without overflow, so addresses up to about 2^33 reach here and are checked.
 /// Every access is bounds-checked as a whole before it has any effect.
 ///
+/// Without a page store, every page that was written keeps its frame (is
+/// *resident*) for the life of the memory. With one ([`Self::attach_store`]), the
+/// memory is a cache of the store's pages holding at most `frames_max` frames: a
+/// non-resident page faults in from the store (or as zeros if the store never
+/// held it), and a full pool evicts a page, writing it back first if it is dirty.
+///
 /// Invariants:
 /// - `size_bytes == size_wasm_pages * WASM_PAGE_SIZE <= 4 GiB`;
 /// - every page with a frame lies below `size_bytes` (memories never shrink);
-/// - every TLB entry agrees with the page table (see [`Tlb`]), so a TLB hit is in
+/// - every TLB entry agrees with the page table (see `Tlb`), so a TLB hit is in
 ///   bounds: the hot path checks nothing else. **Unmapping or remapping a page, or
-///   freeing or reusing a frame, must flush the TLB first** ([`Self::flush_tlb`]).
+///   freeing or reusing a frame, must evict the page from the TLB first**
+///   (`Tlb::evict`, [`Self::flush_tlb`]);
+/// - with a store, the TLB's store tag is set only for dirty pages, so a store hit
+///   never needs to mark anything; **marking pages clean must clear the store
+///   tags** (`Tlb::clear_store_tags`);
+/// - with a frame limit, at most `frames_max` frames are in use after every
+///   operation.
 pub struct LinearMemory {
     /// The hot path of every access indexes it (an interpreter keeps a pointer to
     /// the memory in a register and reaches the TLB at a fixed offset).
@@ -31,6 +46,9 @@ pub struct LinearMemory {
     table: PageTable,
     size_wasm_pages: u32,
     maximum_wasm_pages: Option<u32>,
+    /// The page store and paging state; `None` for a plain in-memory heap, which
+    /// takes the original run-by-run paths (checked on cold paths only).
+    backing: Option<Box<Backing>>,
 }
 
 impl LinearMemory {
@@ -67,6 +85,7 @@ impl LinearMemory {
             table: PageTable::default(),
             size_wasm_pages: initial_wasm_pages,
             maximum_wasm_pages,
+            backing: None,
         })
     }
 
@@ -110,9 +129,37 @@ impl LinearMemory {
         Some(size_old)
     }
 
-    /// Number of pages (of [`PAGE_SIZE`]) that have a frame allocated.
+    /// Number of pages (of [`PAGE_SIZE`]) that have a frame (are resident).
     pub fn resident_pages(&self) -> usize {
         self.frames.len()
+    }
+
+    /// The resident pages, in ascending order (for a prefetch record; see
+    /// [`Self::prefetch`]).
+    pub fn resident_page_list(&self) -> Vec<u32> {
+        self.table.mapped().map(|(page, _)| page.0).collect()
+    }
+
+    /// Number of resident pages that differ from the store: those
+    /// [`Self::write_back_dirty`] would write. Without a store, every resident page.
+    pub fn dirty_pages(&self) -> usize {
+        match &self.backing {
+            Some(backing) => backing.dirty_pages(),
+            None => self.frames.len(),
+        }
+    }
+
+    /// Paging counters and residency, for `--stats` (counters stay zero without a
+    /// store).
+    pub fn stats(&self) -> HeapStats {
+        match &self.backing {
+            Some(backing) => backing.stats(self.frames.len()),
+            None => HeapStats {
+                resident_pages: self.frames.len(),
+                dirty_pages: self.frames.len(),
+                ..HeapStats::default()
+            },
+        }
     }
 
     /// Loads the `N` bytes at `addr` (little-endian order is the caller's business:
@@ -120,10 +167,12 @@ impl LinearMemory {
     ///
     /// The hit path is the TLB's tag compare alone: the TLB caches only mapped pages
     /// below the memory size, so a hit needs no bounds check. Takes `&mut self`
-    /// because a TLB miss refills the TLB. Never allocates.
+    /// because a TLB miss refills the TLB. Without a store, never allocates; with
+    /// one, a miss may fault the page in (and evict another).
     ///
     /// # Errors
-    /// [`OutOfBounds`] if `addr + N` exceeds the memory size.
+    /// [`OutOfBounds`] if `addr + N` exceeds the memory size, or after a storage
+    /// error (see [`Self::storage_error`]).
     #[inline(always)]
     pub fn load<const N: usize>(&mut self, addr: u64) -> Result<[u8; N], OutOfBounds> {
         const { assert!(N >= 1 && N <= 16, "accesses are 1 to 16 bytes") };
@@ -136,9 +185,12 @@ impl LinearMemory {
     /// Stores the `N` bytes `bytes` at `addr`, in memory order. `N` is at most 16.
     ///
     /// Allocates a zeroed frame when the page has none and `bytes` is not all zeros.
+    /// The hit path is one tag compare, as for loads: with a page store, the TLB
+    /// caches only dirty pages for stores, so a hit needs no dirty marking.
     ///
     /// # Errors
     /// [`OutOfBounds`] if `addr + N` exceeds the memory size; nothing is written.
+    /// Also after a storage error (see [`Self::storage_error`]).
     #[inline(always)]
     pub fn store<const N: usize>(&mut self, addr: u64, bytes: [u8; N]) -> Result<(), OutOfBounds> {
         const { assert!(N >= 1 && N <= 16, "accesses are 1 to 16 bytes") };
@@ -196,21 +248,28 @@ impl LinearMemory {
 
     /// Forgets every cached translation.
     ///
-    /// Nothing needs this today: the TLB caches mapped pages only, pages are never
-    /// unmapped and frames are freed only with the memory. **Whoever adds eviction,
-    /// restore or frame reuse must call this (or evict the page's entry) before a
-    /// page is unmapped or remapped, or its frame freed**: a hit would otherwise
-    /// read or write a stale or freed frame.
+    /// The memory itself evicts single entries before it unmaps a page or reuses
+    /// a frame (eviction) and clears store tags when it marks pages clean, so
+    /// callers need this only to drop translations wholesale. **Any new code that
+    /// unmaps or remaps a page, or frees or reuses a frame, must evict the page's
+    /// entry or call this first**: a hit would otherwise read or write a stale or
+    /// reused frame.
     pub fn flush_tlb(&mut self) {
         self.tlb.flush();
     }
 
-    /// Copies `buf.len()` bytes starting at `addr` into `buf`. Never allocates.
+    /// Copies `buf.len()` bytes starting at `addr` into `buf`. Without a store,
+    /// never allocates; with one, faults pages in one at a time.
     ///
     /// # Errors
     /// [`OutOfBounds`] if the range exceeds the memory size; `buf` is untouched.
+    /// Also after a storage error (see [`Self::storage_error`]), which may leave
+    /// `buf` partly written.
     pub fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), OutOfBounds> {
         self.check_range(addr, buf.len() as u64)?;
+        if self.backing.is_some() {
+            return self.read_backed(addr, buf);
+        }
         self.read_in_bounds(addr, buf);
         Ok(())
     }
@@ -219,8 +278,13 @@ impl LinearMemory {
     ///
     /// # Errors
     /// [`OutOfBounds`] if the range exceeds the memory size; nothing is written.
+    /// Also after a storage error (see [`Self::storage_error`]), which may leave
+    /// the range partly written; the memory is poisoned then, so no access sees it.
     pub fn write(&mut self, addr: u64, data: &[u8]) -> Result<(), OutOfBounds> {
         self.check_range(addr, data.len() as u64)?;
+        if self.backing.is_some() {
+            return self.write_backed(addr, data);
+        }
         self.write_in_bounds(addr, data);
         Ok(())
     }
@@ -229,12 +293,17 @@ impl LinearMemory {
     /// zeros allocates nothing.
     ///
     /// Works run by run: pages mapped to adjacent frames are filled with one host
-    /// `memset` (see `FramePool`).
+    /// `memset` (see `FramePool`). With a store, works page by page, faulting in
+    /// only pages that are partly filled.
     ///
     /// # Errors
     /// [`OutOfBounds`] if the range exceeds the memory size; nothing is written.
+    /// Also after a storage error, as [`Self::write`].
     pub fn fill(&mut self, addr: u64, byte: u8, len: u64) -> Result<(), OutOfBounds> {
         self.check_range(addr, len)?;
+        if self.backing.is_some() {
+            return self.fill_backed(addr, byte, len);
+        }
         if byte != 0 {
             // Map the unmapped pages first, in ascending order, so that they get
             // adjacent frames and the fill below runs over them at once.
@@ -262,14 +331,20 @@ impl LinearMemory {
     /// Works run by run: a piece that lies in pages mapped to adjacent frames on
     /// both sides is one host `memmove`. Target pages are mapped first, in
     /// ascending order, so that the pages a copy creates get adjacent frames.
+    /// With a store, copies in pieces within one source and one target page
+    /// through a buffer, so that a pool of a single frame suffices.
     ///
     /// # Errors
     /// [`OutOfBounds`] if either range exceeds the memory size; nothing is written.
+    /// Also after a storage error, as [`Self::write`].
     pub fn copy_within(&mut self, dst: u64, src: u64, len: u64) -> Result<(), OutOfBounds> {
         self.check_range(src, len)?;
         self.check_range(dst, len)?;
         if dst == src || len == 0 {
             return Ok(());
+        }
+        if self.backing.is_some() {
+            return self.copy_backed(dst, src, len);
         }
         self.map_copy_targets(dst, src, len);
         // Copy in pieces that lie within one source and one target run. Copying
@@ -407,6 +482,9 @@ impl LinearMemory {
         if addr.saturating_add(N as u64) > self.size_bytes {
             return Err(out_of_bounds());
         }
+        if self.backing.is_some() {
+            return self.load_backed(addr);
+        }
         let mut bytes = [0; N];
         let (page, offset) = (page_of(addr), offset_of(addr));
         if offset + N > PAGE_SIZE {
@@ -416,7 +494,8 @@ impl LinearMemory {
             // valid until the page is unmapped. An unmapped page is not cached (it
             // reads as zeros here), so that the first store to it faults and
             // allocates. Then the access hits.
-            self.tlb.insert(page, self.frames.frame_ptr(frame));
+            // Without a store every resident page takes stores without notice.
+            self.tlb.insert(page, self.frames.frame_ptr(frame), true);
             return Ok(self.tlb.load(addr).expect("a refilled TLB entry hits"));
         }
         Ok(bytes)
@@ -430,12 +509,15 @@ impl LinearMemory {
         if addr.saturating_add(N as u64) > self.size_bytes {
             return Err(out_of_bounds());
         }
+        if self.backing.is_some() {
+            return self.store_backed(addr, bytes);
+        }
         let (page, offset) = (page_of(addr), offset_of(addr));
         if offset + N > PAGE_SIZE {
             self.write_in_bounds(addr, &bytes);
         } else if let Some(frame) = self.frame_for_write(page, |_| is_zero(&bytes)) {
             // Refill the TLB: `page` is mapped now (see `load_slow`).
-            self.tlb.insert(page, self.frames.frame_ptr(frame));
+            self.tlb.insert(page, self.frames.frame_ptr(frame), true);
             let stored = self.tlb.store(addr, bytes);
             debug_assert!(stored, "a refilled TLB entry hits");
         }
@@ -499,6 +581,9 @@ impl std::fmt::Debug for LinearMemory {
             .field("maximum_wasm_pages", &self.maximum_wasm_pages)
             .field("resident_pages", &self.resident_pages())
             .field("page_size", &PAGE_SIZE)
+            .field("backed", &self.backing.is_some())
+            .field("frames_max", &self.frames_max())
+            .field("poisoned", &self.storage_error().is_some())
             .finish_non_exhaustive()
     }
 }

@@ -3,9 +3,11 @@
 use crate::frame_pool::FrameIndex;
 use ferrite_core::PageIndex;
 
-/// Maps each [`PageIndex`] to the [`FrameIndex`] backing it, or to nothing.
+/// Maps each [`PageIndex`] to the [`FrameIndex`] backing it, or to nothing (the
+/// page is not resident).
 ///
-/// An unmapped page reads as zeros. The table is a dense vector that grows lazily up
+/// An unmapped page reads as zeros, or, in a memory with a backing store, as the
+/// store's version of it. The table is a dense vector that grows lazily up
 /// to the highest mapped page, so a memory that grows to 4 GiB but touches only its
 /// first pages costs a few entries (a fully mapped 4 GiB memory with 4 KiB pages costs
 /// 1M entries, 4 MiB).
@@ -104,6 +106,30 @@ impl PageTable {
     }
 }
 
+impl PageTable {
+    /// Unmaps the mapped `page` and returns the frame that backed it. The caller
+    /// must have evicted `page` from the TLB first.
+    pub(crate) fn unmap(&mut self, page: PageIndex) -> FrameIndex {
+        let entry = self
+            .entries
+            .get_mut(page.as_usize())
+            .filter(|entry| **entry != Self::UNMAPPED);
+        let Some(entry) = entry else {
+            panic!("unmapping {page:?}, which is not mapped");
+        };
+        FrameIndex(std::mem::replace(entry, Self::UNMAPPED))
+    }
+
+    /// Every mapped page with its frame, in ascending page order.
+    pub(crate) fn mapped(&self) -> impl Iterator<Item = (PageIndex, FrameIndex)> + '_ {
+        self.entries
+            .iter()
+            .enumerate()
+            .filter(|(_, &frame)| frame != Self::UNMAPPED)
+            .map(|(page, &frame)| (PageIndex(page as u32), FrameIndex(frame)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,6 +167,27 @@ mod tests {
         assert!(table.all_mapped(PageIndex(2), 5));
         assert!(!table.all_mapped(PageIndex(1), 2));
         assert!(!table.all_mapped(PageIndex(6), 2));
+    }
+
+    #[test]
+    fn unmapping_frees_the_entry() {
+        let mut table = PageTable::default();
+        table.map(PageIndex(3), FrameIndex(1), 8);
+        table.map(PageIndex(1), FrameIndex(0), 8);
+        assert_eq!(
+            table.mapped().collect::<Vec<_>>(),
+            [(PageIndex(1), FrameIndex(0)), (PageIndex(3), FrameIndex(1))]
+        );
+        assert_eq!(table.unmap(PageIndex(3)), FrameIndex(1));
+        assert_eq!(table.get(PageIndex(3)), None);
+        table.map(PageIndex(3), FrameIndex(5), 8);
+        assert_eq!(table.get(PageIndex(3)), Some(FrameIndex(5)));
+    }
+
+    #[test]
+    #[should_panic(expected = "not mapped")]
+    fn unmapping_an_unmapped_page_is_a_bug() {
+        PageTable::default().unmap(PageIndex(2));
     }
 
     #[test]

@@ -185,6 +185,20 @@ impl PageStore {
         Ok(chunk.entries[(page % CHUNK_PAGES) as usize])
     }
 
+    /// Whether `page` certainly has no stored version, known without I/O and
+    /// without loading a page-map chunk: its chunk is loaded and has no entry for
+    /// the page, or was never loaded nor committed. `false` means the page may
+    /// have a version ([`PageStore::read_page`] tells).
+    ///
+    /// Lets a heap zero-fill pages it never wrote back without touching the store.
+    pub fn page_never_written(&self, page: u32) -> bool {
+        let index = page / CHUNK_PAGES;
+        match self.chunks.get(&index) {
+            Some(chunk) => !chunk.entries[(page % CHUNK_PAGES) as usize].is_some(),
+            None => !self.committed.chunks.contains_key(&index),
+        }
+    }
+
     /// Reads the latest version of `page` into `out`; returns false (and zeroes
     /// `out`) if the page was never written.
     ///
@@ -349,6 +363,24 @@ mod tests {
         assert_eq!(out, page(1), "the committed version, not the later write");
         reopened.read_page(70_000, &mut out).unwrap();
         assert_eq!(out, page(2));
+    }
+
+    #[test]
+    fn never_written_pages_are_known_without_io() {
+        let backend: Arc<dyn StorageBackend> = Arc::new(MemStore::new());
+        let mut store = PageStore::open(backend.clone(), "p/", 4096, 0, PageMapRef::default());
+        assert!(store.page_never_written(9));
+        store.write_page(9, &page(1)).unwrap();
+        assert!(!store.page_never_written(9));
+        assert!(store.page_never_written(10));
+        assert!(store.page_never_written(CHUNK_PAGES + 9));
+        let map = store.commit_maps().unwrap();
+        let reopened = PageStore::open(backend, "p/", 4096, 1, map);
+        assert!(
+            !reopened.page_never_written(10),
+            "unknown until the chunk is read"
+        );
+        assert!(reopened.page_never_written(CHUNK_PAGES + 9));
     }
 
     #[test]

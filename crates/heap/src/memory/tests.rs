@@ -558,3 +558,5 @@ fn bulk_operations_over_runs_of_adjacent_frames_match_a_byte_vector() {
     }
     model.check_all();
 }
+
+mod backed;
