@@ -143,9 +143,9 @@ impl Execution {
     }
 
     /// A flag that, when set from any thread, makes `run` return
-    /// [`RunOutcome::Interrupted`] soon: the interpreter polls it before it starts
-    /// and then after every few dozen (at most 32) loop back-edges, calls and
-    /// returns, at a point where execution resumes exactly.
+    /// [`RunOutcome::Interrupted`] soon: the interpreter polls it when it starts
+    /// and at every loop back-edge and call, points where execution resumes
+    /// exactly.
     pub fn interrupt_handle(&self) -> Arc<AtomicBool> {
         self.interrupt.clone()
     }
@@ -168,9 +168,10 @@ impl Execution {
     /// Runs for about `budget` instructions (at least one loop iteration or call).
     ///
     /// Budget is charged at loop back-edges (the length of the loop body, in code
-    /// units) and calls (one); the interrupt flag is polled every few dozen
-    /// back-edges, calls and returns (see [`Self::interrupt_handle`]). A run that
-    /// stops for budget or interrupt continues exactly where it stopped.
+    /// units) and calls (one); the interrupt flag is polled at every loop
+    /// back-edge and call, and when `run` starts (see [`Self::interrupt_handle`]).
+    /// A run that stops for budget or interrupt continues exactly where it
+    /// stopped.
     ///
     /// # Errors
     /// [`Error::Trap`] if execution traps (the execution is then done);

@@ -27,7 +27,7 @@
 //! |-------------------------------|--------------------------------------------------------|
 //! | translation                   | once per function at `Module::new`                     |
 //! | wasm call                     | a frame push, zeroing locals, copying constants        |
-//! | budget and interrupt checks   | budget at back-edges and calls; flag between call chains |
+//! | budget and interrupt checks   | fuel and flag at every back-edge and call (a load, a branch) |
 //! | memory access                 | one software TLB tag compare on a hit (`ferrite_heap`)   |
 
 mod error;

@@ -357,10 +357,9 @@ pub(super) fn run(
     ctx.resume = (pc, regs, mem, Meter::new(fuel));
     loop {
         let (pc, regs, mem, meter) = ctx.resume;
-        // The interrupt flag is polled here, between chains, rather than in every
-        // handler that may loop: a chain ends after at most `CHAIN_MAX` loop
-        // back-edges, calls or returns, so a raised flag stops execution within
-        // that many, at a point where it can resume exactly.
+        // Loop back-edges and calls poll the interrupt flag (`checkpoint`); this
+        // poll, at the start of `run` and between chains, is the backstop: a flag
+        // raised before `run` stops it before any instruction runs.
         if ctx.interrupt.load(Ordering::Relaxed) {
             ctx.interrupted(pc);
             return ctx.exit.take().expect("an interrupted chain says why");
@@ -389,15 +388,17 @@ pub(super) fn next_counted(ctx: &mut Ctx<'_>, pc: Pc, regs: Regs, mem: Mem, mete
     next(ctx, pc, regs, mem, meter.spend_chain())
 }
 
-/// Charges `cost` fuel at a loop back-edge or call; `pc` is the next instruction
-/// to run, where a stopped execution resumes. Returns the flow to return if
-/// execution stops here. (The interrupt flag is polled by the trampoline, at the
-/// start of every chain: see [`run`].)
+/// Charges `cost` fuel at a loop back-edge or call and polls the interrupt flag;
+/// `pc` is the next instruction to run, where a stopped execution resumes.
+/// Returns the flow to return if execution stops here.
 #[inline(always)]
 pub(super) fn checkpoint(ctx: &mut Ctx<'_>, pc: Pc, meter: &mut Meter, cost: u64) -> Option<Flow> {
     let Some(charged) = meter.charge(cost) else {
         return Some(ctx.out_of_fuel(pc));
     };
+    if ctx.interrupt_raised() {
+        return Some(ctx.interrupted(pc));
+    }
     *meter = charged;
     None
 }
@@ -435,10 +436,22 @@ impl<'a> Ctx<'a> {
         self.stop_at(pc, Exit::OutOfFuel)
     }
 
+    /// Whether the interrupt flag is raised: one load, polled at every loop
+    /// back-edge and call.
+    ///
+    /// `Relaxed` is enough: the flag carries no data, and a raised flag stays
+    /// raised until the run that sees it stops (`Execution::run` lowers it after
+    /// that), so a store from another thread is seen at the first check after it
+    /// becomes visible and is never lost.
+    #[inline(always)]
+    pub(super) fn interrupt_raised(&self) -> bool {
+        self.interrupt.load(Ordering::Relaxed)
+    }
+
     /// Stops for the interrupt flag; `pc` is where the top frame resumes.
     #[cold]
     #[inline(never)]
-    fn interrupted(&mut self, pc: Pc) -> Flow {
+    pub(super) fn interrupted(&mut self, pc: Pc) -> Flow {
         self.stop_at(pc, Exit::Interrupted)
     }
 
@@ -610,7 +623,7 @@ impl<'a> Ctx<'a> {
     ///
     /// The fast path is a call within the instance whose frame fits the stack and
     /// the frame vector as they are, has few cells to initialize, and neither
-    /// stops for fuel. All of that is checked first;
+    /// stops for fuel or the interrupt flag. All of that is checked first;
     /// everything else takes `enter_wasm_slow`, called in tail position with few
     /// arguments, so that the fast path is straight-line code that keeps nothing
     /// alive across a call.
@@ -640,6 +653,7 @@ impl<'a> Ctx<'a> {
             || len >= self.frames_ready
             || init.len() > INIT_CELLS_MIN
             || charged.is_none()
+            || self.interrupt_raised()
             || self.returns.len() == self.returns.capacity()
         {
             return self.enter_wasm_slow(pc, mem, meter, callee, base);
@@ -682,7 +696,7 @@ impl<'a> Ctx<'a> {
     }
 
     /// `enter_wasm` for the rare cases: another instance, a stack or frame vector
-    /// to grow, the stack limits, many cells to initialize, or a stop for fuel.
+    /// to grow, the stack limits, many cells to initialize, or a stop for fuel or interrupt.
     #[cold]
     #[inline(never)]
     fn enter_wasm_slow(

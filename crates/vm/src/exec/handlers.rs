@@ -411,6 +411,9 @@ pub(super) fn BrLoop(ctx: &mut Ctx<'_>, pc: Pc, regs: Regs, mem: Mem, meter: Met
     let Some(charged) = meter.charge_precomputed(i64::from(charge)) else {
         return ctx.out_of_fuel(target);
     };
+    if ctx.interrupt_raised() {
+        return ctx.interrupted(target);
+    }
     next_counted(ctx, target, regs, mem, charged)
 }
 
