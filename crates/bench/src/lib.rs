@@ -20,9 +20,13 @@
 //! Two drivers use this crate: `benches/workloads.rs` (criterion, one group per
 //! workload with functions `ferrite` and `wasmi`, `cargo bench -p ferrite-bench`)
 //! and `src/bin/ratio.rs` (a markdown table of median times and ratios,
-//! `cargo run --release -p ferrite-bench --bin ratio`).
+//! `cargo run --release -p ferrite-bench --bin ratio`). The C workloads of
+//! `wasi/` (WASI commands, see [`wasi`]) have their own table,
+//! `cargo run --release -p ferrite-bench --bin ratio_wasi`.
 
 use ferrite_vm::{Extern, HostFuncId, Store, Trap, TrapCode, Value};
+
+pub mod wasi;
 
 /// An error of either engine, or a workload module that does not fit the harness.
 pub type BenchError = Box<dyn std::error::Error + Send + Sync>;
