@@ -22,6 +22,7 @@
 //!     map_chunks: vec![], segments: vec![], status: ProcessStatus::Running,
 //!     invocation: Invocation::default(), engine: vec![], host: vec![],
 //!     created_unix_ms: 0, checkpoint_count: 1, heap_bytes: 65536,
+//!     pages_written: 1, pause_us: 0, resident_pages: vec![],
 //! };
 //! body.set_page_map(&map);
 //! process.commit(&Manifest { epoch: pages.epoch(), parent: 0, body })?;

@@ -32,6 +32,8 @@ pub enum ProcessStatus {
     Exited { code: i32 },
     /// Trapped with this message.
     Trapped { message: String },
+    /// An `--invoke` call returned these results (as `ferrite run` prints them).
+    Returned { results: Vec<String> },
 }
 
 /// How the process was started: enough to describe it, not to re-run it (the
@@ -74,6 +76,13 @@ pub struct ManifestBody {
     pub checkpoint_count: u64,
     /// Virtual heap size in bytes at the checkpoint.
     pub heap_bytes: u64,
+    /// Heap pages this checkpoint wrote (dirty since the previous one).
+    pub pages_written: u64,
+    /// How long the process was paused to take this checkpoint, microseconds.
+    pub pause_us: u64,
+    /// Pages that were resident at the checkpoint, for an optional prefetch on
+    /// resume (at most the physical heap's worth).
+    pub resident_pages: Vec<u32>,
 }
 
 impl ManifestBody {
@@ -203,6 +212,9 @@ mod tests {
                 created_unix_ms: 0,
                 checkpoint_count: epoch,
                 heap_bytes: 65536,
+                pages_written: 1,
+                pause_us: 250,
+                resident_pages: vec![0, 7],
             },
         }
     }

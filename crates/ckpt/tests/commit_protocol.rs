@@ -44,6 +44,9 @@ fn body(count: u64) -> ManifestBody {
         created_unix_ms: 0,
         checkpoint_count: count,
         heap_bytes: u64::from(PAGES) * PAGE as u64,
+        pages_written: 0,
+        pause_us: 0,
+        resident_pages: Vec::new(),
     }
 }
 

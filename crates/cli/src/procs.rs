@@ -298,6 +298,7 @@ fn status_text(status: &ProcessStatus) -> String {
         ProcessStatus::Running => "running".into(),
         ProcessStatus::Exited { code } => format!("exited {code}"),
         ProcessStatus::Trapped { .. } => "trapped".into(),
+        ProcessStatus::Returned { .. } => "returned".into(),
     }
 }
 
@@ -438,6 +439,8 @@ fn history(process: &ProcessStore) -> Result<String, String> {
         "STATUS",
         "HEAP",
         "CHECKPOINTS",
+        "PAGES WRITTEN",
+        "PAUSE",
         "ENGINE",
         "HOST",
         "MAP CHUNKS",
@@ -445,7 +448,7 @@ fn history(process: &ProcessStore) -> Result<String, String> {
         "LIVE PAGES",
     ];
     let right = [
-        true, true, false, false, true, true, true, true, true, true, true,
+        true, true, false, false, true, true, true, true, true, true, true, true, true,
     ];
     let mut rows = Vec::new();
     for epoch in process.epochs().map_err(|e| e.to_string())? {
@@ -475,12 +478,23 @@ fn history_row(manifest: &Manifest) -> Vec<String> {
         status_text(&body.status),
         human_bytes(body.heap_bytes),
         body.checkpoint_count.to_string(),
+        body.pages_written.to_string(),
+        pause_text(body.pause_us),
         human_bytes(body.engine.len() as u64),
         human_bytes(body.host.len() as u64),
         body.map_chunks.len().to_string(),
         body.segments.len().to_string(),
         live_pages.to_string(),
     ]
+}
+
+/// A checkpoint pause: microseconds below 10 ms, else milliseconds.
+fn pause_text(pause_us: u64) -> String {
+    if pause_us < 10_000 {
+        format!("{pause_us} us")
+    } else {
+        format!("{} ms", pause_us / 1000)
+    }
 }
 
 fn remove(options: &RmOptions) -> Result<String, String> {

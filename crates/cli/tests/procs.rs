@@ -65,6 +65,9 @@ fn make_process(root: &Path, name: &str, statuses: &[ProcessStatus]) -> String {
             created_unix_ms: T0_UNIX_MS + u64::from(n) * 60_000,
             checkpoint_count: u64::from(n) + 1,
             heap_bytes: (u64::from(n) + 1) * 65_536,
+            pages_written: 0,
+            pause_us: 0,
+            resident_pages: Vec::new(),
         };
         body.set_page_map(&map);
         let manifest = Manifest {
@@ -327,6 +330,8 @@ fn inspect_shows_the_history_and_a_damaged_manifest_without_moving_it() {
             "STATUS",
             "HEAP",
             "CHECKPOINTS",
+            "PAGES WRITTEN",
+            "PAUSE",
             "ENGINE",
             "HOST",
             "MAP CHUNKS",
@@ -343,6 +348,8 @@ fn inspect_shows_the_history_and_a_damaged_manifest_without_moving_it() {
             "running",
             "64 KiB",
             "1",
+            "0",
+            "0 us",
             "100 B",
             "10 B",
             "1",
@@ -359,6 +366,8 @@ fn inspect_shows_the_history_and_a_damaged_manifest_without_moving_it() {
             "running",
             "128 KiB",
             "2",
+            "0",
+            "0 us",
             "100 B",
             "10 B",
             "1",
