@@ -282,6 +282,12 @@ impl Store {
         Ok(())
     }
 
+    /// The function with store index `index` (see [`Func::index`]), if any: for
+    /// embedders that saved a handle as data.
+    pub fn func_at(&self, index: u32) -> Option<Func> {
+        ((index as usize) < self.funcs.len()).then_some(Func(index))
+    }
+
     /// A linear memory.
     pub fn memory(&self, memory: Memory) -> &LinearMemory {
         &self.memories[memory.0 as usize]

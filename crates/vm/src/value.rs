@@ -80,7 +80,7 @@ impl Value {
 
     /// The value's bits in a 64-bit slot cell: numbers by their bits, references
     /// as index + 1 with 0 for null.
-    pub(crate) fn to_cell(self) -> u64 {
+    pub fn to_cell(self) -> u64 {
         match self {
             Value::I32(v) => u64::from(v as u32),
             Value::I64(v) => v as u64,
@@ -92,7 +92,7 @@ impl Value {
     }
 
     /// The value of type `ty` held in a slot cell.
-    pub(crate) fn from_cell(ty: ValType, cell: u64) -> Value {
+    pub fn from_cell(ty: ValType, cell: u64) -> Value {
         let reference = |cell: u64| (cell != 0).then(|| (cell - 1) as u32);
         match ty {
             ValType::I32 => Value::I32(cell as u32 as i32),
