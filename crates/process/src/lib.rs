@@ -1,0 +1,139 @@
+//! Ferrite processes: a WebAssembly module instance with WASI preview1 whose
+//! whole computation lives in a store.
+//!
+//! A [`Process`] owns an engine store, one [`ferrite_vm::Execution`], a WASI
+//! host and a heap backed by the process's page store. It is started once
+//! ([`Process::start`]), runs until it finishes or is interrupted
+//! ([`Process::run`]), commits checkpoints of everything it is
+//! ([`Process::checkpoint`]), and after a crash or a stop it is resumed from its
+//! last committed checkpoint, on this machine or another one that reaches the
+//! same store ([`Process::resume`]). Resume is lazy: execution restarts before
+//! any heap page is read, and pages fault in from the store on first use.
+//!
+//! ```
+//! use ferrite_pagestore::{MemStore, StorageBackend};
+//! use ferrite_process::{Launch, Outcome, Process, ProcessOptions};
+//! use ferrite_vm::Value;
+//! use std::sync::Arc;
+//!
+//! let wasm = wat::parse_str(r#"(module
+//!     (memory 1)
+//!     (func (export "count") (param i32) (result i32) (local i32)
+//!       loop
+//!         local.get 1 i32.const 1 i32.add local.set 1
+//!         local.get 1 local.get 0 i32.lt_u br_if 0
+//!       end
+//!       local.get 1))"#)?;
+//! let backend: Arc<dyn StorageBackend> = Arc::new(MemStore::new());
+//! let launch = Launch::invoke("counter", wasm, "count", vec![Value::I32(1000)]);
+//! let mut process = Process::start(backend.clone(), None, launch, &ProcessOptions::default())?;
+//! process.checkpoint()?; // the state before the loop, committed
+//! drop(process); // as if the machine went down
+//!
+//! let (mut process, _report) = Process::resume(backend, None, "counter", &ProcessOptions::default())?;
+//! let outcome = process.run()?;
+//! assert_eq!(outcome, Outcome::Returned(vec![Value::I32(1000)]));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! | Feature             | Cost                                                         |
+//! |---------------------|--------------------------------------------------------------|
+//! | checkpoint          | writes the pages dirtied since the last one, the page-map    |
+//! |                     | chunks they changed, and one manifest; the process is paused |
+//! | resume              | one manifest read and the module's translation; no page read |
+//! | a page fault        | one ranged read of a segment object, verified by CRC-32C     |
+//! | interrupt           | one flag, polled by the interpreter at back-edges and calls  |
+
+mod image;
+mod process;
+
+pub use process::{
+    CheckpointReport, Launch, Outcome, Process, ProcessOptions, ProcessStats, ResumeReport,
+};
+
+use ferrite_ckpt::{CkptError, ProcessStatus};
+use ferrite_heap::HeapError;
+use ferrite_pagestore::{PageStoreError, StorageError};
+
+/// Why a process operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    /// The module could not be loaded, linked or instantiated, or the engine
+    /// state does not fit it.
+    #[error(transparent)]
+    Engine(#[from] ferrite_vm::Error),
+    /// The WASI host could not be set up (a `--dir` is unusable).
+    #[error(transparent)]
+    Host(#[from] ferrite_wasi::WasiError),
+    /// A checkpoint could not be read or written.
+    #[error(transparent)]
+    Checkpoint(#[from] CkptError),
+    /// The heap's store failed (I/O, a full disk, corrupt data): the process is
+    /// stopped; its last committed checkpoint is intact.
+    #[error("storage error: {0}")]
+    Storage(String),
+    /// `start` of a name that already has checkpoints.
+    #[error("process {0} already exists; resume it with `ferrite resume {0}` or remove it with `ferrite rm {0}`")]
+    Exists(String),
+    /// `resume` of a name without a usable checkpoint.
+    #[error("process {0} has no checkpoint to resume")]
+    NoCheckpoint(String),
+    /// `resume` of a process that is over.
+    #[error("process {name} has already finished ({}); nothing to resume", status_text(.status))]
+    Finished { name: String, status: ProcessStatus },
+    /// A checkpoint holds state this build cannot use.
+    #[error("checkpoint {epoch} of process {name} cannot be resumed: {reason}")]
+    Unusable {
+        name: String,
+        epoch: u64,
+        reason: String,
+    },
+    /// An earlier checkpoint or storage failure stopped the process.
+    #[error("the process is stopped after an earlier failure: {0}")]
+    Poisoned(String),
+}
+
+impl From<HeapError> for ProcessError {
+    #[cold]
+    fn from(error: HeapError) -> Self {
+        match error {
+            HeapError::Storage(error) => ProcessError::Storage(error.to_string()),
+            other => ProcessError::Storage(other.to_string()),
+        }
+    }
+}
+
+impl From<PageStoreError> for ProcessError {
+    #[cold]
+    fn from(error: PageStoreError) -> Self {
+        match error {
+            // Objects are written create-only under names of the epoch being
+            // built: a clash means another runner builds the same epoch.
+            PageStoreError::Storage(StorageError::AlreadyExists { .. }) => {
+                ProcessError::Storage(format!(
+                    "{error}: another runner is checkpointing this process; this runner must stop"
+                ))
+            }
+            other => ProcessError::Storage(other.to_string()),
+        }
+    }
+}
+
+impl From<StorageError> for ProcessError {
+    #[cold]
+    fn from(error: StorageError) -> Self {
+        ProcessError::Storage(error.to_string())
+    }
+}
+
+/// How `ps` and error messages describe a final status.
+pub fn status_text(status: &ProcessStatus) -> String {
+    match status {
+        ProcessStatus::Running => "running".into(),
+        ProcessStatus::Exited { code } => format!("exited with code {code}"),
+        ProcessStatus::Trapped { message } => format!("trapped: {message}"),
+        ProcessStatus::Returned { results } => {
+            format!("returned {}", results.join(" "))
+        }
+    }
+}

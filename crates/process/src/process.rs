@@ -1,0 +1,706 @@
+//! [`Process`]: start, run, checkpoint, resume.
+
+use crate::{
+    image::{EngineImage, PhaseImage, ENGINE_IMAGE_VERSION},
+    ProcessError,
+};
+use ferrite_ckpt::{
+    Invocation, Manifest, ManifestBody, Modules, ProcessLock, ProcessStatus, ProcessStore,
+};
+use ferrite_heap::{HeapStats, PAGE_SIZE};
+use ferrite_pagestore::{PageMapRef, PageStoreStats, StorageBackend};
+use ferrite_vm::{
+    Config, Error, Execution, Extern, Func, Memory, Module, RunOutcome, StackLimits, Store, Trap,
+    Value,
+};
+use ferrite_wasi::{ProcExit, WasiConfig, WasiCtx, WasiState};
+use std::{
+    collections::BTreeMap,
+    sync::{atomic::AtomicBool, Arc},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+/// The export a process runs when no other is named (the WASI command entry).
+const ENTRY_POINT: &str = "_start";
+
+/// The invocation flags that engine state depends on: a resume must use the
+/// values the process started with.
+const FLAG_CALL_DEPTH: &str = "max-call-depth";
+const FLAG_VALUE_STACK: &str = "max-value-stack";
+
+/// How a process runs: limits that are not part of its state.
+#[derive(Debug, Clone)]
+pub struct ProcessOptions {
+    /// Stack limits of a new process (a resumed one keeps its own).
+    pub stack_limits: StackLimits,
+    /// Bound on the heap's resident pages, in bytes; `None` is unbounded.
+    pub physical_heap_bytes: Option<u64>,
+    /// Checkpoints kept by garbage collection after each commit (at least 1).
+    pub checkpoints_kept: usize,
+    /// Whether a resume reads the pages resident at the checkpoint up front.
+    pub prefetch: bool,
+    /// Whether checkpoints are committed at all: a scratch process (a plain
+    /// `ferrite run --physical-heap`) only uses its store as swap.
+    pub persistent: bool,
+}
+
+impl Default for ProcessOptions {
+    fn default() -> Self {
+        Self {
+            stack_limits: StackLimits::default(),
+            physical_heap_bytes: None,
+            checkpoints_kept: 2,
+            prefetch: false,
+            persistent: true,
+        }
+    }
+}
+
+/// What starts a process.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    /// The process name in the store.
+    pub name: String,
+    /// The module, binary.
+    pub module: Vec<u8>,
+    /// The export to call (`_start` if `None`) and its arguments.
+    pub export: Option<String>,
+    pub args: Vec<Value>,
+    /// The WASI host's arguments, environment and preopens.
+    pub wasi: WasiConfig,
+    /// How the process was started, as shown by `ferrite inspect`.
+    pub invocation: Invocation,
+}
+
+impl Launch {
+    /// A process that calls `export` with `args` and has no WASI arguments.
+    pub fn invoke(name: &str, module: Vec<u8>, export: &str, args: Vec<Value>) -> Self {
+        Self {
+            name: name.to_string(),
+            module,
+            export: Some(export.to_string()),
+            invocation: Invocation {
+                export: Some(export.to_string()),
+                args: args.iter().map(ToString::to_string).collect(),
+                flags: BTreeMap::new(),
+            },
+            args,
+            wasi: WasiConfig {
+                args: vec![name.to_string()],
+                env: Vec::new(),
+                preopens: Vec::new(),
+            },
+        }
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// The entry export returned these results.
+    Returned(Vec<Value>),
+    /// The program called `proc_exit` with this status.
+    Exited(u32),
+    /// The wasm code trapped.
+    Trapped(Trap),
+    /// The interrupt flag was raised: the process can be checkpointed, and run on.
+    Interrupted,
+}
+
+impl Outcome {
+    /// The status a final checkpoint records.
+    pub fn status(&self) -> ProcessStatus {
+        match self {
+            Outcome::Returned(results) => ProcessStatus::Returned {
+                results: results.iter().map(ToString::to_string).collect(),
+            },
+            Outcome::Exited(code) => ProcessStatus::Exited { code: *code as i32 },
+            Outcome::Trapped(trap) => ProcessStatus::Trapped {
+                message: trap.to_string(),
+            },
+            Outcome::Interrupted => ProcessStatus::Running,
+        }
+    }
+}
+
+/// What one checkpoint did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckpointReport {
+    /// The committed epoch.
+    pub epoch: u64,
+    /// Heap pages written (dirty since the previous checkpoint).
+    pub pages_written: u64,
+    /// How long the process was paused.
+    pub pause: Duration,
+}
+
+/// What a resume found.
+#[derive(Debug, Clone, Default)]
+pub struct ResumeReport {
+    /// The checkpoint resumed from.
+    pub epoch: u64,
+    /// Newer checkpoints that failed verification and were set aside.
+    pub skipped: Vec<(u64, String)>,
+    /// Descriptors the WASI host could not reopen (the guest sees `EIO`).
+    pub lost: Vec<String>,
+    /// Pages read ahead (with [`ProcessOptions::prefetch`]).
+    pub prefetched: usize,
+    /// From the start of `resume` to the process being ready to run.
+    pub ready_after: Duration,
+}
+
+/// Counters for `--stats`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcessStats {
+    pub heap: HeapStats,
+    pub store: PageStoreStats,
+    pub checkpoints: u64,
+    pub pause_total: Duration,
+    pub pause_max: Duration,
+    pub pages_checkpointed: u64,
+}
+
+/// Which call of the process runs.
+#[derive(Debug)]
+enum Phase {
+    /// The start function; then `main` with `args`.
+    Start { main: Func, args: Vec<Value> },
+    /// The entry export.
+    Main,
+}
+
+/// A running process. See the crate documentation.
+#[derive(Debug)]
+pub struct Process {
+    name: String,
+    checkpoints: ProcessStore,
+    /// Held while the process runs here; released on drop.
+    _lock: Option<ProcessLock>,
+    options: ProcessOptions,
+    module_sha256: String,
+    invocation: Invocation,
+    store: Store,
+    memory: Option<Memory>,
+    wasi: WasiCtx,
+    phase: Phase,
+    execution: Execution,
+    interrupt: Arc<AtomicBool>,
+    /// The last committed checkpoint (0: none).
+    committed_epoch: u64,
+    checkpoint_count: u64,
+    stats: ProcessStats,
+    /// Set by a failed checkpoint or storage error: the process must stop.
+    poisoned: Option<String>,
+}
+
+impl Process {
+    /// Starts process `launch.name` in the store `backend`: stores the module,
+    /// instantiates it with WASI, and (if persistent) commits a first checkpoint,
+    /// so that a crash at any later moment leaves something to resume.
+    ///
+    /// `lock` is the caller's run lock on the name, kept while the process lives.
+    ///
+    /// # Errors
+    /// [`ProcessError::Exists`] if the name has checkpoints; engine, host and
+    /// storage errors.
+    pub fn start(
+        backend: Arc<dyn StorageBackend>,
+        lock: Option<ProcessLock>,
+        launch: Launch,
+        options: &ProcessOptions,
+    ) -> Result<Self, ProcessError> {
+        let checkpoints = ProcessStore::new(backend.clone(), &launch.name)?;
+        if !checkpoints.epochs()?.is_empty() {
+            return Err(ProcessError::Exists(launch.name));
+        }
+        // Objects without a manifest are the remains of a start that crashed
+        // before its first commit: nothing refers to them.
+        checkpoints.remove()?;
+        let module = Module::new(&launch.module)?;
+        let module_sha256 = if options.persistent {
+            Modules::new(backend).put(&launch.module)?
+        } else {
+            String::new()
+        };
+        let mut store = Store::new(Config {
+            stack_limits: options.stack_limits,
+        });
+        let imports = link(&mut store, &module)?;
+        let wasi = WasiCtx::new(launch.wasi)?;
+        let instance = store.instantiate(&module, &imports)?;
+        let name = launch.export.as_deref().unwrap_or(ENTRY_POINT);
+        let Some(Extern::Func(main)) = store.get_export(instance, name) else {
+            return Err(Error::Usage(format!("module has no exported function `{name}`")).into());
+        };
+        let interrupt = Arc::new(AtomicBool::new(false));
+        let (phase, mut execution) = match store.start_func(instance) {
+            Some(start) => (
+                Phase::Start {
+                    main,
+                    args: launch.args,
+                },
+                Execution::new(&store, start, &[])?,
+            ),
+            None => (Phase::Main, Execution::new(&store, main, &launch.args)?),
+        };
+        execution.set_interrupt_handle(interrupt.clone());
+        let memory = store.instance_memory(instance);
+        let mut invocation = launch.invocation;
+        invocation.flags.insert(
+            FLAG_CALL_DEPTH.into(),
+            options.stack_limits.call_depth_max.to_string(),
+        );
+        invocation.flags.insert(
+            FLAG_VALUE_STACK.into(),
+            options.stack_limits.value_slots_max.to_string(),
+        );
+        let mut process = Self {
+            name: launch.name,
+            checkpoints,
+            _lock: lock,
+            options: options.clone(),
+            module_sha256,
+            invocation,
+            store,
+            memory,
+            wasi,
+            phase,
+            execution,
+            interrupt,
+            committed_epoch: 0,
+            checkpoint_count: 0,
+            stats: ProcessStats::default(),
+            poisoned: None,
+        };
+        process.attach_heap(None)?;
+        if options.persistent {
+            process.checkpoint()?;
+        }
+        Ok(process)
+    }
+
+    /// Resumes process `name` from its newest checkpoint that verifies.
+    ///
+    /// Nothing of the heap is read here (unless [`ProcessOptions::prefetch`]):
+    /// pages fault in when the program touches them.
+    ///
+    /// # Errors
+    /// [`ProcessError::NoCheckpoint`], [`ProcessError::Finished`],
+    /// [`ProcessError::Unusable`] (another engine or format version), storage
+    /// errors.
+    pub fn resume(
+        backend: Arc<dyn StorageBackend>,
+        lock: Option<ProcessLock>,
+        name: &str,
+        options: &ProcessOptions,
+    ) -> Result<(Self, ResumeReport), ProcessError> {
+        let began = Instant::now();
+        let checkpoints = ProcessStore::new(backend.clone(), name)?;
+        let recovery = checkpoints.recover()?;
+        let Some(manifest) = recovery.manifest else {
+            return Err(ProcessError::NoCheckpoint(name.to_string()));
+        };
+        let body = &manifest.body;
+        if body.status != ProcessStatus::Running {
+            return Err(ProcessError::Finished {
+                name: name.to_string(),
+                status: body.status.clone(),
+            });
+        }
+        let unusable = |reason: String| ProcessError::Unusable {
+            name: name.to_string(),
+            epoch: manifest.epoch,
+            reason,
+        };
+        if body.page_size as usize != PAGE_SIZE {
+            return Err(unusable(format!(
+                "heap page size {} differs from this build's {PAGE_SIZE}",
+                body.page_size
+            )));
+        }
+        let stack_limits = StackLimits {
+            call_depth_max: recorded_flag(&body.invocation, FLAG_CALL_DEPTH)
+                .unwrap_or(options.stack_limits.call_depth_max),
+            value_slots_max: recorded_flag(&body.invocation, FLAG_VALUE_STACK)
+                .unwrap_or(options.stack_limits.value_slots_max),
+        };
+        stack_limits.validate().map_err(unusable)?;
+        let engine = EngineImage::decode(&body.engine).map_err(unusable)?;
+        let host: WasiState = postcard::from_bytes(&body.host)
+            .map_err(|e| unusable(format!("host state unreadable: {e}")))?;
+        let bytes = Modules::new(backend).get(&body.module_sha256)?;
+        let module = Module::new(&bytes)?;
+
+        let mut store = Store::new(Config { stack_limits });
+        let imports = link(&mut store, &module)?;
+        let instance = store.instantiate_for_restore(&module, &imports)?;
+        store.apply_image(&engine.store)?;
+        let mut execution = Execution::from_image(&store, &engine.execution)?;
+        let interrupt = Arc::new(AtomicBool::new(false));
+        execution.set_interrupt_handle(interrupt.clone());
+        let phase = match &engine.phase {
+            PhaseImage::Main => Phase::Main,
+            PhaseImage::Start { main, args } => {
+                let main = store
+                    .func_at(*main)
+                    .ok_or_else(|| unusable("entry function out of range".into()))?;
+                let ty = store.func_type(main);
+                if ty.params().len() != args.len() {
+                    return Err(unusable("entry arguments do not fit".into()));
+                }
+                let args = ty
+                    .params()
+                    .iter()
+                    .zip(args)
+                    .map(|(ty, cell)| Value::from_cell(*ty, *cell))
+                    .collect();
+                Phase::Start { main, args }
+            }
+        };
+        let (wasi, restored) = WasiCtx::restore(host)?;
+        let memory = store.instance_memory(instance);
+        let mut process = Self {
+            name: name.to_string(),
+            checkpoints,
+            _lock: lock,
+            options: options.clone(),
+            module_sha256: body.module_sha256.clone(),
+            invocation: body.invocation.clone(),
+            store,
+            memory,
+            wasi,
+            phase,
+            execution,
+            interrupt,
+            committed_epoch: manifest.epoch,
+            checkpoint_count: body.checkpoint_count,
+            stats: ProcessStats::default(),
+            poisoned: None,
+        };
+        process.options.stack_limits = stack_limits;
+        process.attach_heap(Some(&manifest))?;
+        let mut report = ResumeReport {
+            epoch: manifest.epoch,
+            skipped: recovery
+                .skipped
+                .iter()
+                .map(|(epoch, reason)| (*epoch, reason.to_string()))
+                .collect(),
+            lost: restored
+                .lost
+                .iter()
+                .map(|(fd, reason)| format!("fd {}: {reason}", fd.0))
+                .collect(),
+            prefetched: 0,
+            ready_after: Duration::ZERO,
+        };
+        if options.prefetch {
+            if let Some(memory) = process.memory {
+                let heap = process.store.memory_mut(memory);
+                report.prefetched = heap.prefetch(&manifest.body.resident_pages);
+                if let Some(error) = heap.storage_error() {
+                    return Err(ProcessError::Storage(error.to_string()));
+                }
+            }
+        }
+        report.ready_after = began.elapsed();
+        Ok((process, report))
+    }
+
+    /// Opens the page store after `committed` and attaches it to the heap, with
+    /// the physical-heap bound.
+    fn attach_heap(&mut self, committed: Option<&Manifest>) -> Result<(), ProcessError> {
+        let Some(memory) = self.memory else {
+            return Ok(());
+        };
+        let pages = self.checkpoints.page_store(committed, PAGE_SIZE)?;
+        let frames_max = self
+            .options
+            .physical_heap_bytes
+            .map(|bytes| (bytes / PAGE_SIZE as u64).max(1) as usize);
+        self.store
+            .memory_mut(memory)
+            .attach_store(pages, frames_max)?;
+        Ok(())
+    }
+
+    /// The process name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// A flag that makes [`Process::run`] return [`Outcome::Interrupted`] soon
+    /// when set from any thread or signal handler.
+    pub fn interrupt_handle(&self) -> Arc<AtomicBool> {
+        self.interrupt.clone()
+    }
+
+    /// Uses `flag` as the interrupt flag (for example one that signal handlers
+    /// installed before the process started already raise).
+    pub fn set_interrupt_handle(&mut self, flag: Arc<AtomicBool>) {
+        self.execution.set_interrupt_handle(flag.clone());
+        self.interrupt = flag;
+    }
+
+    /// Whether checkpoints are committed (see [`ProcessOptions::persistent`]).
+    pub fn is_persistent(&self) -> bool {
+        self.options.persistent
+    }
+
+    /// The last committed checkpoint's epoch (0 if none).
+    pub fn committed_epoch(&self) -> u64 {
+        self.committed_epoch
+    }
+
+    /// Counters since the process was started or resumed here.
+    pub fn stats(&self) -> ProcessStats {
+        let mut stats = self.stats;
+        if let Some(memory) = self.memory {
+            let heap = self.store.memory(memory);
+            stats.heap = heap.stats();
+            if let Some(pages) = heap.page_store() {
+                stats.store = pages.stats();
+            }
+        }
+        stats
+    }
+
+    /// Runs until the process finishes, traps, exits or is interrupted.
+    ///
+    /// # Errors
+    /// [`ProcessError::Storage`] if a heap page could not be read or written
+    /// back (the process must stop; its last checkpoint is intact);
+    /// [`ProcessError::Poisoned`] after an earlier failure.
+    pub fn run(&mut self) -> Result<Outcome, ProcessError> {
+        self.run_for(u64::MAX)
+    }
+
+    /// As [`Process::run`], but also returns [`Outcome::Interrupted`] after about
+    /// `budget` instructions (see [`Execution::run`]): for embedders that
+    /// schedule processes, and for tests that stop at reproducible points.
+    ///
+    /// # Errors
+    /// As [`Process::run`].
+    pub fn run_for(&mut self, budget: u64) -> Result<Outcome, ProcessError> {
+        if let Some(reason) = &self.poisoned {
+            return Err(ProcessError::Poisoned(reason.clone()));
+        }
+        let result = self.run_until_stop(budget);
+        if let Err(error) = &result {
+            self.poisoned = Some(error.to_string());
+        }
+        result
+    }
+
+    fn run_until_stop(&mut self, budget: u64) -> Result<Outcome, ProcessError> {
+        loop {
+            let outcome = match self.execution.run(&mut self.store, budget) {
+                Ok(outcome) => outcome,
+                Err(Error::Trap(trap)) => {
+                    self.check_heap()?;
+                    return Ok(Outcome::Trapped(trap));
+                }
+                Err(other) => return Err(other.into()),
+            };
+            match outcome {
+                RunOutcome::Finished(results) => {
+                    if let Some(outcome) = self.finished(results)? {
+                        return Ok(outcome);
+                    }
+                }
+                RunOutcome::OutOfBudget if budget == u64::MAX => {}
+                RunOutcome::OutOfBudget | RunOutcome::Interrupted => {
+                    return Ok(Outcome::Interrupted)
+                }
+                RunOutcome::HostCall { id, args } => {
+                    let Some(func) = ferrite_wasi::host_func(id) else {
+                        unreachable!("host function {id:?} was not created by ferrite_wasi::link")
+                    };
+                    let memory = self.memory.map(|memory| self.store.memory_mut(memory));
+                    let answer = self.wasi.call(memory, func, &args);
+                    // A host call that touched a page the store could not give
+                    // saw EFAULT; the program must not go on with that.
+                    self.check_heap()?;
+                    match answer {
+                        Ok(results) => self.execution.resume_host(&self.store, &results)?,
+                        Err(ProcExit { status }) => return Ok(Outcome::Exited(status)),
+                    }
+                    if let Some(results) = self.execution.host_results(&self.store) {
+                        if let Some(outcome) = self.finished(results)? {
+                            return Ok(outcome);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The current call returned `results`: go on with the entry export after
+    /// the start function, or report the end.
+    fn finished(&mut self, results: Vec<Value>) -> Result<Option<Outcome>, ProcessError> {
+        match std::mem::replace(&mut self.phase, Phase::Main) {
+            Phase::Start { main, args } => {
+                match Execution::new(&self.store, main, &args) {
+                    Ok(execution) => self.execution = execution,
+                    Err(Error::Trap(trap)) => return Ok(Some(Outcome::Trapped(trap))),
+                    Err(other) => return Err(other.into()),
+                }
+                self.execution.set_interrupt_handle(self.interrupt.clone());
+                Ok(None)
+            }
+            Phase::Main => Ok(Some(Outcome::Returned(results))),
+        }
+    }
+
+    /// Turns a latched heap storage error into the process's error.
+    fn check_heap(&self) -> Result<(), ProcessError> {
+        match self
+            .memory
+            .and_then(|memory| self.store.memory(memory).storage_error())
+        {
+            Some(error) => Err(ProcessError::Storage(error.to_string())),
+            None => Ok(()),
+        }
+    }
+
+    /// Commits a checkpoint of the running process.
+    ///
+    /// # Errors
+    /// Storage failures and fencing (another runner committed first). A failed
+    /// checkpoint leaves the last committed one intact and stops the process.
+    pub fn checkpoint(&mut self) -> Result<CheckpointReport, ProcessError> {
+        self.commit(ProcessStatus::Running)
+    }
+
+    /// Commits the final checkpoint of a process that ended with `outcome`, so
+    /// that `ps` shows how it ended and a resume does not run it again.
+    ///
+    /// # Errors
+    /// As [`Process::checkpoint`].
+    pub fn finish(&mut self, outcome: &Outcome) -> Result<CheckpointReport, ProcessError> {
+        self.commit(outcome.status())
+    }
+
+    fn commit(&mut self, status: ProcessStatus) -> Result<CheckpointReport, ProcessError> {
+        if let Some(reason) = &self.poisoned {
+            return Err(ProcessError::Poisoned(reason.clone()));
+        }
+        if !self.options.persistent {
+            return Ok(CheckpointReport {
+                epoch: 0,
+                pages_written: 0,
+                pause: Duration::ZERO,
+            });
+        }
+        let began = Instant::now();
+        let result = self.commit_now(status, began);
+        match &result {
+            Ok(report) => {
+                self.stats.checkpoints += 1;
+                self.stats.pause_total += report.pause;
+                self.stats.pause_max = self.stats.pause_max.max(report.pause);
+                self.stats.pages_checkpointed += report.pages_written;
+            }
+            Err(error) => self.poisoned = Some(error.to_string()),
+        }
+        result
+    }
+
+    fn commit_now(
+        &mut self,
+        status: ProcessStatus,
+        began: Instant,
+    ) -> Result<CheckpointReport, ProcessError> {
+        let (pages_written, map, heap_bytes, resident_pages) = match self.memory {
+            Some(memory) => {
+                let heap = self.store.memory_mut(memory);
+                let written = heap.write_back_dirty()?;
+                let resident = heap.resident_page_list();
+                let heap_bytes = heap.size_bytes();
+                let pages = heap
+                    .store_mut()
+                    .expect("the heap was attached to its store");
+                debug_assert_eq!(pages.epoch(), self.committed_epoch + 1);
+                (written as u64, pages.commit_maps()?, heap_bytes, resident)
+            }
+            None => (0, PageMapRef::default(), 0, Vec::new()),
+        };
+        let engine = self.engine_image();
+        let host =
+            postcard::to_allocvec(&self.wasi.snapshot()).expect("WASI states always serialize");
+        let epoch = self.committed_epoch + 1;
+        let mut body = ManifestBody {
+            process: self.name.clone(),
+            module_sha256: self.module_sha256.clone(),
+            page_size: PAGE_SIZE as u32,
+            map_chunks: Vec::new(),
+            segments: Vec::new(),
+            status,
+            invocation: self.invocation.clone(),
+            engine: engine.encode(),
+            host,
+            created_unix_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |t| t.as_millis() as u64),
+            checkpoint_count: self.checkpoint_count + 1,
+            heap_bytes,
+            pages_written,
+            pause_us: 0,
+            resident_pages,
+        };
+        body.set_page_map(&map);
+        // The pause recorded is everything up to the manifest write.
+        body.pause_us = began.elapsed().as_micros() as u64;
+        let manifest = Manifest {
+            epoch,
+            parent: self.committed_epoch,
+            body,
+        };
+        self.checkpoints.commit(&manifest)?;
+        if let Some(memory) = self.memory {
+            let pages = self
+                .store
+                .memory_mut(memory)
+                .store_mut()
+                .expect("the heap was attached to its store");
+            pages.committed(map);
+        }
+        self.committed_epoch = epoch;
+        self.checkpoint_count += 1;
+        let pause = began.elapsed();
+        // Collection failures are harmless: whatever is left is collected by a
+        // later checkpoint.
+        let _ = self.checkpoints.gc(self.options.checkpoints_kept);
+        Ok(CheckpointReport {
+            epoch,
+            pages_written,
+            pause,
+        })
+    }
+
+    fn engine_image(&self) -> EngineImage {
+        let phase = match &self.phase {
+            Phase::Main => PhaseImage::Main,
+            Phase::Start { main, args } => PhaseImage::Start {
+                main: main.index(),
+                args: args.iter().map(|arg| arg.to_cell()).collect(),
+            },
+        };
+        EngineImage {
+            version: ENGINE_IMAGE_VERSION,
+            store: self.store.image(),
+            phase,
+            execution: self.execution.image(&self.store),
+        }
+    }
+}
+
+/// Satisfies the module's imports from WASI preview1.
+fn link(store: &mut Store, module: &Module) -> Result<Vec<Extern>, ProcessError> {
+    ferrite_wasi::link(store, module).map_err(|e| Error::Link(e.to_string()).into())
+}
+
+/// A numeric invocation flag recorded at start.
+fn recorded_flag(invocation: &Invocation, flag: &str) -> Option<u32> {
+    invocation.flags.get(flag)?.parse().ok()
+}
