@@ -9,6 +9,7 @@
 //! own module.
 
 mod args;
+mod persist;
 mod procs;
 mod run;
 mod store_path;
@@ -29,6 +30,8 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     Run(run::RunOptions),
+    Resume(persist::ResumeOptions),
+    Checkpoint(persist::CheckpointOptions),
     Ps(procs::PsOptions),
     Inspect(procs::InspectOptions),
     Rm(procs::RmOptions),
@@ -40,6 +43,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Run(options) => run::main(&options),
+        Command::Resume(options) => persist::resume(&options),
+        Command::Checkpoint(options) => persist::checkpoint(&options),
         Command::Ps(options) => procs::ps(&options),
         Command::Inspect(options) => procs::inspect(&options),
         Command::Rm(options) => procs::rm(&options),

@@ -13,7 +13,10 @@
 //! |        | found before FILE is opened                                             |
 //! | 134    | wasm trapped (128 + SIGABRT, as wasmtime; 3 on Windows, as wasmtime)    |
 
-use crate::args::parse_args;
+use crate::{
+    args::parse_args,
+    persist::{run_named, run_scratch, PersistOptions, Prepared},
+};
 use clap::Args;
 use ferrite_vm::{
     Config, Error, Execution, Extern, ExternType, Func, FuncType, Memory, Module, RunOutcome,
@@ -89,6 +92,16 @@ pub struct RunOptions {
     #[arg(long, value_name = "N", default_value_t = StackLimits::default().value_slots_max)]
     pub max_value_stack: u32,
 
+    /// Run as the persistent process NAME: its state is checkpointed to the store
+    /// (at start, every `--checkpoint-every`, on `ferrite checkpoint NAME`, on
+    /// SIGTERM or SIGINT, and at its end) and `ferrite resume NAME` continues it
+    /// after a stop, a crash or a power loss.
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+
+    #[command(flatten)]
+    pub persist: PersistOptions,
+
     /// The module to run: a binary `.wasm` or a text `.wat` file.
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
@@ -135,22 +148,84 @@ impl From<Error> for Failure {
 
 /// Runs the command and reports the outcome; returns the process exit status.
 pub fn main(options: &RunOptions) -> ExitCode {
+    let persistent = options.name.is_some();
+    if !persistent && options.persist.checkpoint_every.is_some() {
+        eprintln!("error: --checkpoint-every needs --name: only named processes are checkpointed");
+        return ExitCode::from(2);
+    }
+    if persistent || options.persist.physical_heap.is_some() || options.persist.stats {
+        let prepared = match prepare(options) {
+            Ok(prepared) => prepared,
+            Err(failure) => return report_failure(failure),
+        };
+        return match &options.name {
+            Some(name) => run_named(name, prepared, &options.persist),
+            None => run_scratch(prepared, &options.persist),
+        };
+    }
     match execute(options) {
         Ok(Finish::Returned(results)) => print_results(&results),
         Ok(Finish::Exited(exit)) => exit_code(exit),
-        Err(Failure::Usage(message)) => {
+        Err(failure) => report_failure(failure),
+    }
+}
+
+fn report_failure(failure: Failure) -> ExitCode {
+    match failure {
+        Failure::Usage(message) => {
             eprintln!("error: {message}");
             ExitCode::from(2)
         }
-        Err(Failure::Unusable(message)) => {
+        Failure::Unusable(message) => {
             eprintln!("error: {message}");
             ExitCode::FAILURE
         }
-        Err(Failure::Trap(trap)) => {
+        Failure::Trap(trap) => {
             print_trap(&trap);
             trap_exit_code()
         }
     }
+}
+
+/// Everything a process needs, checked before anything runs.
+fn prepare(options: &RunOptions) -> Result<Prepared, Failure> {
+    let stack_limits = StackLimits {
+        call_depth_max: options.max_call_depth,
+        value_slots_max: options.max_value_stack,
+    };
+    stack_limits.validate().map_err(Failure::Usage)?;
+    if let Some(name) = &options.name {
+        ferrite_ckpt::check_process_name(name).map_err(|e| Failure::Usage(e.to_string()))?;
+    }
+    let name = options.invoke.as_deref().unwrap_or(ENTRY_POINT);
+    let wasi = wasi_config(options)?;
+    let bytes = read_module(&options.file)
+        .map_err(|e| Failure::Unusable(format!("cannot read {}: {e}", options.file.display())))?;
+    let (binary, module) = load_module(&options.file, &bytes)?;
+    let ty = export_func_type(&module, name, options.invoke.is_some())?;
+    let invoke_args: &[String] = if options.invoke.is_some() {
+        &options.args
+    } else {
+        &[]
+    };
+    let args = parse_args(invoke_args, ty.params())
+        .map_err(|e| Failure::Unusable(format!("invalid arguments for `{name}`: {e}")))?;
+    let invocation = ferrite_ckpt::Invocation {
+        export: options.invoke.clone(),
+        args: options.args.clone(),
+        flags: std::collections::BTreeMap::new(),
+    };
+    Ok(Prepared {
+        launch: ferrite_process::Launch {
+            name: String::new(),
+            module: binary,
+            export: options.invoke.clone(),
+            args,
+            wasi,
+            invocation,
+        },
+        stack_limits,
+    })
 }
 
 /// Loads, checks, links, instantiates and calls; how the call ended.
@@ -165,7 +240,7 @@ fn execute(options: &RunOptions) -> Result<Finish, Failure> {
 
     let bytes = read_module(&options.file)
         .map_err(|e| Failure::Unusable(format!("cannot read {}: {e}", options.file.display())))?;
-    let module = load_module(&options.file, &bytes)?;
+    let (_, module) = load_module(&options.file, &bytes)?;
     let mut store = Store::new(Config { stack_limits });
     let imports = ferrite_wasi::link(&mut store, &module).map_err(link_failure)?;
     // Everything that can be checked without running code is checked before the
@@ -294,7 +369,7 @@ impl Process<'_> {
 }
 
 /// The status of a run that ended in `proc_exit`.
-fn exit_code(exit: ProcExit) -> ExitCode {
+pub(crate) fn exit_code(exit: ProcExit) -> ExitCode {
     // WASI statuses are 0 to 125; wasmtime refuses the rest, and so does ferrite.
     match u8::try_from(exit.status) {
         Ok(status) if status < 126 => ExitCode::from(status),
@@ -321,13 +396,14 @@ fn read_module(path: &Path) -> io::Result<Vec<u8>> {
 }
 
 /// Decodes, validates and translates a `.wasm` or `.wat` file's bytes.
-fn load_module(path: &Path, bytes: &[u8]) -> Result<Module, Failure> {
+fn load_module(path: &Path, bytes: &[u8]) -> Result<(Vec<u8>, Module), Failure> {
     // The same steps as `Module::from_text_or_binary`, but the text parser is told
     // the path, so that its diagnostics point at `FILE:line:column`.
     let binary = wat::Parser::new()
         .parse_bytes(Some(path), bytes)
         .map_err(|e| Error::Malformed(e.to_string()))?;
-    Ok(Module::new(&binary)?)
+    let module = Module::new(&binary)?;
+    Ok((binary.into_owned(), module))
 }
 
 /// The signature of the function exported as `name`.
@@ -348,7 +424,7 @@ fn export_func_type(module: &Module, name: &str, invoked: bool) -> Result<FuncTy
 }
 
 /// Prints one result per line on stdout.
-fn print_results(results: &[Value]) -> ExitCode {
+pub(crate) fn print_results(results: &[Value]) -> ExitCode {
     let mut text = String::new();
     for value in results {
         text.push_str(&value.to_string());
@@ -370,7 +446,7 @@ fn print_results(results: &[Value]) -> ExitCode {
 }
 
 /// Prints the trap reason and the innermost frames of its backtrace on stderr.
-fn print_trap(trap: &Trap) {
+pub(crate) fn print_trap(trap: &Trap) {
     // Nothing useful can be done if stderr itself is gone.
     let _ = write_trap(&mut io::stderr().lock(), trap);
 }
@@ -396,7 +472,7 @@ fn write_trap(out: &mut impl Write, trap: &Trap) -> io::Result<()> {
 }
 
 /// The status of a trapped run, as wasmtime: it reports traps like an abort.
-fn trap_exit_code() -> ExitCode {
+pub(crate) fn trap_exit_code() -> ExitCode {
     if cfg!(windows) {
         ExitCode::from(3)
     } else {

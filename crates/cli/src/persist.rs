@@ -1,0 +1,651 @@
+//! Persistent processes: `ferrite run --name`, `ferrite resume`, `ferrite
+//! checkpoint`, and plain runs with a bounded physical heap.
+//!
+//! A named process commits a checkpoint when it starts, every
+//! `--checkpoint-every`, when `ferrite checkpoint NAME` asks (SIGUSR1 to the
+//! runner, whose PID is in the process's lock file), on SIGTERM and SIGINT
+//! (then it stops), and when it ends (recording how, so that a later `resume`
+//! reports the same outcome instead of running it again).
+//!
+//! Exit statuses are those of `ferrite run`, plus:
+//!
+//! | status   | meaning                                                             |
+//! |----------|---------------------------------------------------------------------|
+//! | 130, 143 | stopped by SIGINT or SIGTERM after a checkpoint (128 + signal)      |
+//! | 1        | a storage failure or failed checkpoint stopped the process; the     |
+//! |          | last committed checkpoint is intact and `ferrite resume` continues  |
+//! |          | from it                                                             |
+
+use crate::{
+    procs::StoreOption,
+    run::{exit_code, print_results, print_trap, trap_exit_code},
+    store_path::store_root,
+};
+use clap::Args;
+use ferrite_ckpt::{list_processes, LockError, ProcessLock, ProcessStatus, ProcessStore};
+use ferrite_pagestore::{LocalStore, StorageBackend};
+use ferrite_process::{
+    CheckpointReport, Launch, Outcome, Process, ProcessError, ProcessOptions, ProcessStats,
+    ResumeReport,
+};
+use ferrite_vm::StackLimits;
+use std::fmt::Write as _;
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+    sync::{
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+/// Options of `run` and `resume` about persistence and the heap.
+#[derive(Debug, Args)]
+pub struct PersistOptions {
+    #[command(flatten)]
+    pub store: StoreOption,
+
+    /// Bound the heap's resident pages to SIZE (for example `32MiB`, `1GiB`,
+    /// `65536`); the rest of the heap lives in the store and is paged in on
+    /// demand. Default: unbounded.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub physical_heap: Option<u64>,
+
+    /// With a named process: commit a checkpoint every DURATION of running (for
+    /// example `30s`, `500ms`, `5min`).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub checkpoint_every: Option<Duration>,
+
+    /// Print page faults, evictions, write-backs, bytes read and written, and
+    /// checkpoint pauses on stderr when the run ends.
+    #[arg(long)]
+    pub stats: bool,
+}
+
+/// Resume a named process from its last checkpoint.
+///
+/// The process continues where its last committed checkpoint left it and ends
+/// as an uninterrupted run would: same output from then on, same results, same
+/// exit status. Its heap is not loaded first: pages are read from the store
+/// when the program touches them (`--prefetch` reads the pages that were
+/// resident at the checkpoint first). A process that already ended reports its
+/// recorded outcome again. A process runs in one place at a time: resuming one
+/// that is running is refused.
+///
+/// With `--all`, every process of the store that was running when it last
+/// checkpointed (and is not running now) is resumed, each as its own `ferrite
+/// resume` child; the command waits for all of them. For a boot script or a
+/// service unit.
+#[derive(Debug, Args)]
+pub struct ResumeOptions {
+    /// The process name.
+    #[arg(
+        value_name = "NAME",
+        required_unless_present = "all",
+        conflicts_with = "all"
+    )]
+    pub name: Option<String>,
+
+    /// Resume every stopped process of the store.
+    #[arg(long)]
+    pub all: bool,
+
+    /// Read the pages that were resident at the checkpoint before running.
+    #[arg(long)]
+    pub prefetch: bool,
+
+    #[command(flatten)]
+    pub persist: PersistOptions,
+}
+
+/// Ask a running named process to commit a checkpoint now.
+///
+/// Signals the runner (SIGUSR1) and waits until the new checkpoint is
+/// committed, then prints its epoch.
+#[derive(Debug, Args)]
+pub struct CheckpointOptions {
+    /// The process name.
+    #[arg(value_name = "NAME")]
+    pub name: String,
+
+    /// Give up waiting after DURATION.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "60s")]
+    pub timeout: Duration,
+
+    #[command(flatten)]
+    pub store: StoreOption,
+}
+
+/// What `run` hands over for a persistent or heap-bounded run.
+#[derive(Debug)]
+pub struct Prepared {
+    pub launch: Launch,
+    pub stack_limits: StackLimits,
+}
+
+/// Parses `32MiB`, `1GiB`, `512KiB`, `4096` (bytes); `K`, `M`, `G` and their
+/// `B`-suffixed forms are binary units too.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let number: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size such as 32MiB or 1GiB"))?;
+    let shift = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        _ => {
+            return Err(format!(
+                "`{text}`: unknown unit `{unit}` (use KiB, MiB or GiB)"
+            ))
+        }
+    };
+    let bytes = number
+        .checked_mul(1 << shift)
+        .ok_or_else(|| format!("`{text}` is too large"))?;
+    if bytes < ferrite_heap::PAGE_SIZE as u64 * 2 {
+        return Err(format!(
+            "`{text}` is below the smallest physical heap, {} bytes",
+            ferrite_heap::PAGE_SIZE * 2
+        ));
+    }
+    Ok(bytes)
+}
+
+/// Parses `500ms`, `30s`, `5min`, `2h`, `1h30m`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let duration = humantime::parse_duration(text)
+        .map_err(|e| format!("`{text}` is not a duration such as 30s or 5min: {e}"))?;
+    if duration.is_zero() {
+        return Err("a duration must be longer than zero".into());
+    }
+    Ok(duration)
+}
+
+/// Why the run loop was interrupted: set by signal handlers and the timer.
+#[derive(Debug, Clone)]
+struct Requests {
+    /// The signal that asked to stop (0: none).
+    stop: Arc<AtomicUsize>,
+    /// A checkpoint was asked for (timer or SIGUSR1).
+    checkpoint: Arc<AtomicBool>,
+    /// The process's interrupt flag, raised with either of the above.
+    interrupt: Arc<AtomicBool>,
+}
+
+impl Requests {
+    /// Routes SIGTERM, SIGINT and SIGUSR1 (and the timer) to a new interrupt
+    /// flag. Installed before the process starts or resumes, so that a signal
+    /// that comes meanwhile stops it at its first instruction.
+    fn install(every: Option<Duration>) -> Result<Self, String> {
+        use signal_hook::{consts, flag};
+        let interrupt = Arc::new(AtomicBool::new(false));
+        let requests = Requests {
+            stop: Arc::new(AtomicUsize::new(0)),
+            checkpoint: Arc::new(AtomicBool::new(false)),
+            interrupt: interrupt.clone(),
+        };
+        let stopping = Arc::new(AtomicBool::new(false));
+        let error = |e: std::io::Error| format!("cannot install signal handlers: {e}");
+        for signal in [consts::SIGTERM, consts::SIGINT] {
+            // A second signal while the first is handled (a program blocked in a
+            // read of stdin never reaches a checkpoint) exits at once.
+            flag::register_conditional_shutdown(signal, 128 + signal, stopping.clone())
+                .map_err(error)?;
+            flag::register(signal, stopping.clone()).map_err(error)?;
+            flag::register_usize(signal, requests.stop.clone(), signal as usize).map_err(error)?;
+            flag::register(signal, interrupt.clone()).map_err(error)?;
+        }
+        flag::register(consts::SIGUSR1, requests.checkpoint.clone()).map_err(error)?;
+        flag::register(consts::SIGUSR1, interrupt.clone()).map_err(error)?;
+        if let Some(every) = every {
+            let (checkpoint, interrupt) = (requests.checkpoint.clone(), interrupt.clone());
+            std::thread::Builder::new()
+                .name("checkpoint-timer".into())
+                .spawn(move || loop {
+                    std::thread::sleep(every);
+                    checkpoint.store(true, Ordering::SeqCst);
+                    interrupt.store(true, Ordering::SeqCst);
+                })
+                .map_err(|e| format!("cannot start the checkpoint timer: {e}"))?;
+        }
+        Ok(requests)
+    }
+}
+
+/// Opens the store at `root` for a runner, creating it if needed.
+fn open_store(root: &Path) -> Result<Arc<dyn StorageBackend>, String> {
+    let store =
+        LocalStore::open(root).map_err(|e| format!("cannot open store {}: {e}", root.display()))?;
+    Ok(Arc::new(store))
+}
+
+/// Takes the run lock of `name`, with the message users see when it is held.
+fn lock(root: &Path, name: &str) -> Result<ProcessLock, String> {
+    ProcessLock::acquire(root, name).map_err(|error| match error {
+        LockError::Held { pid, .. } => {
+            let pid = pid.map(|pid| format!(" (pid {pid})")).unwrap_or_default();
+            format!("process {name} is already running{pid}; a process runs in one place at a time")
+        }
+        other => other.to_string(),
+    })
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::FAILURE
+}
+
+/// `ferrite run --name NAME ...`: starts a persistent process and runs it.
+pub fn run_named(name: &str, prepared: Prepared, options: &PersistOptions) -> ExitCode {
+    let root = match store_root(options.store.store.as_deref()) {
+        Ok(root) => root,
+        Err(message) => return fail(&message),
+    };
+    let backend = match open_store(&root) {
+        Ok(backend) => backend,
+        Err(message) => return fail(&message),
+    };
+    let lock = match lock(&root, name) {
+        Ok(lock) => lock,
+        Err(message) => return fail(&message),
+    };
+    let process_options = ProcessOptions {
+        stack_limits: prepared.stack_limits,
+        physical_heap_bytes: options.physical_heap,
+        ..ProcessOptions::default()
+    };
+    let mut launch = prepared.launch;
+    launch.name = name.to_string();
+    if let Some(bytes) = options.physical_heap {
+        launch
+            .invocation
+            .flags
+            .insert("physical-heap".into(), bytes.to_string());
+    }
+    let requests = match Requests::install(options.checkpoint_every) {
+        Ok(requests) => requests,
+        Err(message) => return fail(&message),
+    };
+    match Process::start(backend, Some(lock), launch, &process_options) {
+        Ok(process) => drive(process, options, Some(&requests), None),
+        Err(error) => fail(&error.to_string()),
+    }
+}
+
+/// `ferrite run --physical-heap SIZE ...` without `--name`: the heap pages out
+/// to a scratch store in the temporary directory, removed at the end.
+pub fn run_scratch(prepared: Prepared, options: &PersistOptions) -> ExitCode {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |t| t.subsec_nanos());
+    let root = std::env::temp_dir().join(format!("ferrite-scratch-{}-{nanos}", std::process::id()));
+    let status = (|| {
+        let backend = open_store(&root).map_err(|m| fail(&m))?;
+        let process_options = ProcessOptions {
+            stack_limits: prepared.stack_limits,
+            physical_heap_bytes: options.physical_heap,
+            persistent: false,
+            ..ProcessOptions::default()
+        };
+        let mut launch = prepared.launch;
+        launch.name = "scratch".into();
+        let process = Process::start(backend, None, launch, &process_options)
+            .map_err(|e| fail(&e.to_string()))?;
+        Ok::<_, ExitCode>(drive(process, options, None, None))
+    })();
+    let _ = std::fs::remove_dir_all(&root);
+    status.unwrap_or_else(|status| status)
+}
+
+/// `ferrite resume`.
+pub fn resume(options: &ResumeOptions) -> ExitCode {
+    if options.all {
+        return resume_all(options);
+    }
+    let name = options
+        .name
+        .as_deref()
+        .expect("clap requires NAME without --all");
+    let root = match store_root(options.persist.store.store.as_deref()) {
+        Ok(root) => root,
+        Err(message) => return fail(&message),
+    };
+    let backend = match open_store(&root) {
+        Ok(backend) => backend,
+        Err(message) => return fail(&message),
+    };
+    let lock = match lock(&root, name) {
+        Ok(lock) => lock,
+        Err(message) => return fail(&message),
+    };
+    let process_options = ProcessOptions {
+        physical_heap_bytes: options.persist.physical_heap,
+        prefetch: options.prefetch,
+        ..ProcessOptions::default()
+    };
+    let requests = match Requests::install(options.persist.checkpoint_every) {
+        Ok(requests) => requests,
+        Err(message) => return fail(&message),
+    };
+    match Process::resume(backend, Some(lock), name, &process_options) {
+        Ok((process, report)) => {
+            for (epoch, reason) in &report.skipped {
+                eprintln!(
+                    "warning: checkpoint {epoch} of {name} is damaged ({reason}); \
+                     resumed from checkpoint {}",
+                    report.epoch
+                );
+            }
+            for lost in &report.lost {
+                eprintln!("warning: {name}: {lost}; the program sees EIO on it");
+            }
+            drive(process, &options.persist, Some(&requests), Some(&report))
+        }
+        Err(ProcessError::Finished { status, .. }) => replay(name, &status),
+        Err(error) => fail(&error.to_string()),
+    }
+}
+
+/// Reports the recorded outcome of a process that already ended, as its run
+/// did.
+fn replay(name: &str, status: &ProcessStatus) -> ExitCode {
+    eprintln!("note: process {name} had already finished; reporting its outcome");
+    match status {
+        ProcessStatus::Returned { results } => {
+            let mut text = String::new();
+            for result in results {
+                text.push_str(result);
+                text.push('\n');
+            }
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        ProcessStatus::Exited { code } => exit_code(ferrite_wasi::ProcExit {
+            status: *code as u32,
+        }),
+        ProcessStatus::Trapped { message } => {
+            eprintln!("error: {message}");
+            trap_exit_code()
+        }
+        ProcessStatus::Running => unreachable!("a running process is resumed, not replayed"),
+    }
+}
+
+/// `ferrite resume --all`: one child per resumable process.
+fn resume_all(options: &ResumeOptions) -> ExitCode {
+    let root = match store_root(options.persist.store.store.as_deref()) {
+        Ok(root) => root,
+        Err(message) => return fail(&message),
+    };
+    if !root.exists() {
+        eprintln!("no processes to resume in {}", root.display());
+        return ExitCode::SUCCESS;
+    }
+    let backend = match open_store(&root) {
+        Ok(backend) => backend,
+        Err(message) => return fail(&message),
+    };
+    let names = match list_processes(&*backend) {
+        Ok(names) => names,
+        Err(error) => return fail(&error.to_string()),
+    };
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(error) => return fail(&format!("cannot find the ferrite executable: {error}")),
+    };
+    let mut children = Vec::new();
+    for name in names {
+        if ProcessLock::is_held(&root, &name) {
+            eprintln!("{name}: already running");
+            continue;
+        }
+        let resumable = ProcessStore::new(backend.clone(), &name)
+            .and_then(|store| {
+                let newest = store.epochs()?.last().copied();
+                newest.map(|epoch| store.load(epoch)).transpose()
+            })
+            .is_ok_and(|manifest| {
+                manifest.is_some_and(|m| m.body.status == ProcessStatus::Running)
+            });
+        if !resumable {
+            continue;
+        }
+        let mut command = std::process::Command::new(&exe);
+        command.arg("resume").arg(&name).arg("--store").arg(&root);
+        if let Some(bytes) = options.persist.physical_heap {
+            command.arg("--physical-heap").arg(bytes.to_string());
+        }
+        if let Some(every) = options.persist.checkpoint_every {
+            command
+                .arg("--checkpoint-every")
+                .arg(format!("{}ms", every.as_millis()));
+        }
+        if options.prefetch {
+            command.arg("--prefetch");
+        }
+        match command.spawn() {
+            Ok(child) => {
+                eprintln!("{name}: resumed (pid {})", child.id());
+                children.push((name, child));
+            }
+            Err(error) => eprintln!("{name}: cannot start: {error}"),
+        }
+    }
+    let mut all_ok = true;
+    for (name, mut child) in children {
+        match child.wait() {
+            Ok(status) => {
+                eprintln!("{name}: {status}");
+                all_ok &= status.success();
+            }
+            Err(error) => {
+                eprintln!("{name}: {error}");
+                all_ok = false;
+            }
+        }
+    }
+    if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Runs a started or resumed process to its end or to a stop, committing the
+/// checkpoints asked for; reports the outcome as `ferrite run` does.
+fn drive(
+    mut process: Process,
+    options: &PersistOptions,
+    requests: Option<&Requests>,
+    resumed: Option<&ResumeReport>,
+) -> ExitCode {
+    let persistent = process.is_persistent();
+    if let Some(requests) = requests {
+        process.set_interrupt_handle(requests.interrupt.clone());
+    }
+    let began = Instant::now();
+    let status = loop {
+        let outcome = match process.run() {
+            Ok(outcome) => outcome,
+            Err(error) => break stopped(&process, &error),
+        };
+        let Outcome::Interrupted = outcome else {
+            if persistent {
+                if let Err(error) = process.finish(&outcome) {
+                    eprintln!(
+                        "warning: the final checkpoint of {} failed: {error}",
+                        process.name()
+                    );
+                }
+            }
+            break report(&outcome);
+        };
+        let Some(requests) = requests else { continue };
+        let stop = requests.stop.swap(0, Ordering::SeqCst);
+        let asked = requests.checkpoint.swap(false, Ordering::SeqCst);
+        if stop == 0 && !asked {
+            continue;
+        }
+        match process.checkpoint() {
+            Ok(checkpoint) if stop != 0 => {
+                eprintln!(
+                    "ferrite: {} stopped by {} after checkpoint {}; resume it with `ferrite resume {}`",
+                    process.name(),
+                    signal_name(stop),
+                    describe(&checkpoint),
+                    process.name()
+                );
+                break ExitCode::from(128 + stop as u8);
+            }
+            Ok(_) => {}
+            Err(error) => break stopped(&process, &error),
+        }
+    };
+    if options.stats {
+        print_stats(&process.stats(), began.elapsed(), resumed);
+    }
+    status
+}
+
+/// The message and status of a process stopped by a storage or checkpoint
+/// failure.
+fn stopped(process: &Process, error: &ProcessError) -> ExitCode {
+    eprintln!("error: {error}");
+    let epoch = process.committed_epoch();
+    if epoch > 0 {
+        eprintln!(
+            "error: process {} stopped; its last checkpoint ({epoch}) is intact: `ferrite resume {}` continues from it",
+            process.name(),
+            process.name()
+        );
+    }
+    ExitCode::FAILURE
+}
+
+fn describe(checkpoint: &CheckpointReport) -> String {
+    format!(
+        "{} ({} pages written, paused {:.1} ms)",
+        checkpoint.epoch,
+        checkpoint.pages_written,
+        checkpoint.pause.as_secs_f64() * 1000.0
+    )
+}
+
+fn signal_name(signal: usize) -> &'static str {
+    match signal as i32 {
+        signal_hook::consts::SIGTERM => "SIGTERM",
+        signal_hook::consts::SIGINT => "SIGINT",
+        _ => "a signal",
+    }
+}
+
+/// Prints a finished run's outcome and returns its status, as `ferrite run`.
+fn report(outcome: &Outcome) -> ExitCode {
+    match outcome {
+        Outcome::Returned(results) => print_results(results),
+        Outcome::Exited(status) => exit_code(ferrite_wasi::ProcExit { status: *status }),
+        Outcome::Trapped(trap) => {
+            print_trap(trap);
+            trap_exit_code()
+        }
+        Outcome::Interrupted => unreachable!("interruptions are handled by the caller"),
+    }
+}
+
+fn print_stats(stats: &ProcessStats, elapsed: Duration, resumed: Option<&ResumeReport>) {
+    let mib = |bytes: u64| bytes as f64 / f64::from(1 << 20);
+    let ms = |duration: Duration| duration.as_secs_f64() * 1000.0;
+    let heap = &stats.heap;
+    let mut text = String::from("ferrite stats:\n");
+    if let Some(resumed) = resumed {
+        let _ = writeln!(
+            text,
+            "  resume        from checkpoint {}, ready after {:.2} ms, {} pages prefetched",
+            resumed.epoch,
+            ms(resumed.ready_after),
+            resumed.prefetched
+        );
+    }
+    let _ = write!(
+        text,
+        "  run time      {:.1} ms\n\
+         \x20 page faults   {} read from the store, {} zero-filled\n\
+         \x20 evictions     {} ({} written back)\n\
+         \x20 resident      {} pages now, limit {}\n\
+         \x20 store I/O     {:.2} MiB read, {:.2} MiB written\n\
+         \x20 checkpoints   {} ({} pages written), pause total {:.2} ms, max {:.2} ms\n",
+        ms(elapsed),
+        heap.page_faults,
+        heap.zero_fills,
+        heap.evictions,
+        heap.write_backs,
+        heap.resident_pages,
+        heap.frames_max
+            .map_or_else(|| "none".to_string(), |frames| frames.to_string()),
+        mib(stats.store.bytes_read),
+        mib(stats.store.bytes_written),
+        stats.checkpoints,
+        stats.pages_checkpointed,
+        ms(stats.pause_total),
+        ms(stats.pause_max),
+    );
+    eprint!("{text}");
+}
+
+/// `ferrite checkpoint NAME`.
+pub fn checkpoint(options: &CheckpointOptions) -> ExitCode {
+    match request_checkpoint(options) {
+        Ok(epoch) => {
+            println!("checkpoint {epoch} of {} committed", options.name);
+            ExitCode::SUCCESS
+        }
+        Err(message) => fail(&message),
+    }
+}
+
+fn request_checkpoint(options: &CheckpointOptions) -> Result<u64, String> {
+    let name = options.name.as_str();
+    let root: PathBuf = store_root(options.store.store.as_deref())?;
+    let backend = open_store(&root)?;
+    let store = ProcessStore::new(backend, name).map_err(|e| e.to_string())?;
+    let newest = || -> Result<u64, String> {
+        Ok(store
+            .epochs()
+            .map_err(|e| e.to_string())?
+            .last()
+            .copied()
+            .unwrap_or(0))
+    };
+    let before = newest()?;
+    let pid = match ProcessLock::holder_pid(&root, name) {
+        Some(pid) if ProcessLock::is_held(&root, name) => pid,
+        _ => return Err(format!("process {name} is not running")),
+    };
+    let pid = rustix::process::Pid::from_raw(pid as i32)
+        .ok_or_else(|| format!("process {name}: invalid runner pid {pid}"))?;
+    rustix::process::kill_process(pid, rustix::process::Signal::USR1)
+        .map_err(|e| format!("cannot signal the runner of {name}: {e}"))?;
+    let deadline = Instant::now() + options.timeout;
+    loop {
+        let now = newest()?;
+        if now > before {
+            return Ok(now);
+        }
+        if !ProcessLock::is_held(&root, name) {
+            return Err(format!("process {name} stopped before checkpointing"));
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "no checkpoint of {name} within {}",
+                humantime::format_duration(options.timeout)
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
