@@ -2,23 +2,61 @@
 //! checkpoints, fail it (I/O error, full disk) or crash at it (before or after it
 //! is durable); then recover and check that the recovered checkpoint is exactly a
 //! committed one and that no committed checkpoint was lost.
+//!
+//! Segments and page-map chunks are written with deferred durability and synced
+//! just before the manifest, so the faults also hit those deferred writes and
+//! the sync; a crash then loses (or tears) every unsynced object. The second
+//! workload spans several segments per checkpoint and several map chunks with
+//! room for only one loaded, so that segments and chunks are also written (and
+//! rewritten) between checkpoints.
 
 #![allow(clippy::unwrap_used)]
 
 use ferrite_ckpt::{Invocation, Manifest, ManifestBody, ProcessStatus, ProcessStore};
-use ferrite_pagestore::{Fault, FaultyStore, MemStore, StorageBackend};
+use ferrite_pagestore::{record::CHUNK_PAGES, Fault, FaultyStore, MemStore, StorageBackend};
 use std::sync::Arc;
 
 const PAGE: usize = 4096;
-const PAGES: u32 = 40;
-const CHECKPOINTS: u64 = 5;
 
-/// The heap contents after checkpoint `n` (page `p` holds byte `(n * 7 + p) % 251`
-/// for the pages touched by step `n`).
-fn heap_after(n: u64) -> Vec<u8> {
-    let mut heap = vec![0u8; PAGES as usize];
+/// What the runs write: `pages` heap pages, page `i` at heap page `i * stride`,
+/// each touched page `writes` times per step (as evictions write a page back
+/// more than once), with at most `chunks_loaded_max` page-map chunks in memory.
+#[derive(Debug, Clone, Copy)]
+struct Workload {
+    pages: u32,
+    stride: u32,
+    writes: u32,
+    chunks_loaded_max: usize,
+    checkpoints: u64,
+}
+
+/// Few pages: one segment and one map chunk per checkpoint.
+const SMALL: Workload = Workload {
+    pages: 40,
+    stride: 1,
+    writes: 1,
+    chunks_loaded_max: 32,
+    checkpoints: 5,
+};
+
+/// Three segments per checkpoint (the first superseded whole by the second
+/// round of writes, so dropped before the commit; the second round overwrites
+/// the records still in the open segment in place), five map chunks, one
+/// loaded at a time.
+const SPREAD: Workload = Workload {
+    pages: 1100,
+    stride: CHUNK_PAGES / 220,
+    writes: 2,
+    chunks_loaded_max: 1,
+    checkpoints: 3,
+};
+
+/// The heap contents after checkpoint `n`, one byte per page (page `p` holds
+/// byte `(n * 7 + p) % 251` for the pages touched by step `n`).
+fn heap_after(w: Workload, n: u64) -> Vec<u8> {
+    let mut heap = vec![0u8; w.pages as usize];
     for step in 1..=n {
-        for page in touched(step) {
+        for page in touched(w, step) {
             heap[page as usize] = ((step * 7 + u64::from(page)) % 251) as u8;
         }
     }
@@ -26,8 +64,8 @@ fn heap_after(n: u64) -> Vec<u8> {
 }
 
 /// Pages written in step `n`: a spread that revisits earlier pages.
-fn touched(n: u64) -> impl Iterator<Item = u32> {
-    (0..PAGES).filter(move |p| (u64::from(*p) * 3 + n).is_multiple_of(4))
+fn touched(w: Workload, n: u64) -> impl Iterator<Item = u32> {
+    (0..w.pages).filter(move |p| (u64::from(*p) * 3 + n).is_multiple_of(4))
 }
 
 fn body(count: u64) -> ManifestBody {
@@ -43,16 +81,16 @@ fn body(count: u64) -> ManifestBody {
         host: vec![],
         created_unix_ms: 0,
         checkpoint_count: count,
-        heap_bytes: u64::from(PAGES) * PAGE as u64,
+        heap_bytes: 0,
         pages_written: 0,
         pause_us: 0,
         resident_pages: Vec::new(),
     }
 }
 
-/// Runs the workload from the latest checkpoint, committing up to CHECKPOINTS;
+/// Runs the workload from the latest checkpoint, committing up to `w.checkpoints`;
 /// returns the last checkpoint number whose commit returned Ok.
-fn run(backend: Arc<dyn StorageBackend>) -> u64 {
+fn run(w: Workload, backend: Arc<dyn StorageBackend>) -> u64 {
     let process = ProcessStore::new(backend, "p").unwrap();
     let Ok(recovery) = process.recover() else {
         return 0;
@@ -62,15 +100,20 @@ fn run(backend: Arc<dyn StorageBackend>) -> u64 {
     let Ok(mut pages) = process.page_store(latest.as_ref(), PAGE) else {
         return done;
     };
+    pages.set_chunks_loaded_max(w.chunks_loaded_max);
     let mut parent = latest.map_or(0, |m| m.epoch);
-    while done < CHECKPOINTS {
+    while done < w.checkpoints {
         let step = done + 1;
         let mut failed = false;
-        for page in touched(step) {
-            let byte = ((step * 7 + u64::from(page)) % 251) as u8;
-            if pages.write_page(page, &[byte; PAGE]).is_err() {
-                failed = true;
-                break;
+        'write: for round in 0..w.writes {
+            for page in touched(w, step) {
+                // Earlier rounds write other bytes: only the last round's stay.
+                let byte =
+                    ((step * 7 + u64::from(page)) % 251) as u8 ^ (w.writes - 1 - round) as u8;
+                if pages.write_page(page * w.stride, &[byte; PAGE]).is_err() {
+                    failed = true;
+                    break 'write;
+                }
             }
         }
         if failed {
@@ -98,11 +141,11 @@ fn run(backend: Arc<dyn StorageBackend>) -> u64 {
 }
 
 /// Reads back the latest checkpoint: its number and its heap.
-fn recovered(backend: Arc<dyn StorageBackend>) -> (u64, Vec<u8>) {
+fn recovered(w: Workload, backend: Arc<dyn StorageBackend>) -> (u64, Vec<u8>) {
     let process = ProcessStore::new(backend, "p").unwrap();
     let recovery = process.recover().unwrap();
     let Some(manifest) = recovery.manifest else {
-        return (0, vec![0; PAGES as usize]);
+        return (0, vec![0; w.pages as usize]);
     };
     let count = manifest.body.checkpoint_count;
     assert_eq!(
@@ -113,26 +156,27 @@ fn recovered(backend: Arc<dyn StorageBackend>) -> (u64, Vec<u8>) {
     let mut pages = process.page_store(Some(&manifest), PAGE).unwrap();
     let mut heap = Vec::new();
     let mut buf = vec![0; PAGE];
-    for page in 0..PAGES {
-        pages.read_page(page, &mut buf).unwrap();
+    for page in 0..w.pages {
+        pages.read_page(page * w.stride, &mut buf).unwrap();
         assert!(buf.iter().all(|b| *b == buf[0]), "page {page} is whole");
         heap.push(buf[0]);
     }
     (count, heap)
 }
 
-#[test]
-fn every_write_can_fail_or_crash() {
+/// Fails or crashes every write operation of a run of `w`, in each of the
+/// four ways; returns the number of cases.
+fn every_write_of(w: Workload) -> usize {
     let total_puts = {
         let store = Arc::new(FaultyStore::new(
             Arc::new(MemStore::new()),
             0,
             Fault::IoError,
         ));
-        assert_eq!(run(store.clone()), CHECKPOINTS);
+        assert_eq!(run(w, store.clone()), w.checkpoints);
         store.puts()
     };
-    assert!(total_puts >= CHECKPOINTS * 3);
+    assert!(total_puts >= w.checkpoints * 3);
     let mut cases = 0;
     for at in 1..=total_puts {
         for fault in [
@@ -143,57 +187,94 @@ fn every_write_can_fail_or_crash() {
         ] {
             let medium = Arc::new(MemStore::new());
             let faulty = Arc::new(FaultyStore::new(medium.clone(), at, fault));
-            let committed = run(faulty.clone());
-            // Reboot: the medium keeps exactly what was durable.
-            let (count, heap) = recovered(medium.clone());
+            let committed = run(w, faulty.clone());
+            // Reboot: the medium keeps exactly what was durable (and torn
+            // remains of what was not).
+            let (count, heap) = recovered(w, medium.clone());
             assert!(
                 count == committed || (fault == Fault::CrashAfter && count == committed + 1),
                 "write {at} {fault:?}: committed {committed}, recovered {count}"
             );
             assert_eq!(
                 heap,
-                heap_after(count),
+                heap_after(w, count),
                 "write {at} {fault:?}: heap of checkpoint {count}"
             );
             // The process then finishes from there, as an uninterrupted run would.
-            assert_eq!(run(medium.clone()), CHECKPOINTS);
-            assert_eq!(recovered(medium).1, heap_after(CHECKPOINTS));
+            assert_eq!(run(w, medium.clone()), w.checkpoints);
+            assert_eq!(recovered(w, medium).1, heap_after(w, w.checkpoints));
             cases += 1;
         }
     }
-    assert!(cases > 40);
+    cases
+}
+
+#[test]
+fn every_write_can_fail_or_crash() {
+    assert!(every_write_of(SMALL) > 40);
+}
+
+#[test]
+fn every_write_can_fail_or_crash_with_many_segments_and_evicted_chunks() {
+    // The workload does exercise what it is for.
+    let medium: Arc<dyn StorageBackend> = Arc::new(MemStore::new());
+    let process = ProcessStore::new(medium.clone(), "p").unwrap();
+    let mut pages = process.page_store(None, PAGE).unwrap();
+    pages.set_chunks_loaded_max(SPREAD.chunks_loaded_max);
+    for round in 0..SPREAD.writes {
+        for page in touched(SPREAD, 1) {
+            pages
+                .write_page(page * SPREAD.stride, &[round as u8; PAGE])
+                .unwrap();
+        }
+    }
+    pages.commit_maps().unwrap();
+    let stats = pages.stats();
+    assert!(
+        stats.segments_written >= 2 && stats.segments_dropped >= 1,
+        "{stats:?}"
+    );
+    assert!(
+        stats.chunks_evicted > 4 && stats.maps_written > 5,
+        "{stats:?}"
+    );
+
+    assert!(every_write_of(SPREAD) > 60);
 }
 
 #[test]
 fn a_corrupt_latest_manifest_falls_back_to_the_previous_checkpoint() {
     let medium = Arc::new(MemStore::new());
-    assert_eq!(run(medium.clone()), CHECKPOINTS);
+    assert_eq!(run(SMALL, medium.clone()), SMALL.checkpoints);
     let keys = medium.list("procs/p/manifests/").unwrap();
     let latest = keys.last().unwrap().clone();
     assert!(medium.flip_bit(&latest, 40, 2));
-    let (count, heap) = recovered(medium.clone());
-    assert_eq!(count, CHECKPOINTS - 1);
-    assert_eq!(heap, heap_after(count));
+    let (count, heap) = recovered(SMALL, medium.clone());
+    assert_eq!(count, SMALL.checkpoints - 1);
+    assert_eq!(heap, heap_after(SMALL, count));
     assert!(
         medium.list("procs/p/quarantine/").unwrap().len() == 1,
         "kept for inspection"
     );
     // Resuming from the fallback reaches the same end.
-    assert_eq!(run(medium.clone()), CHECKPOINTS);
-    assert_eq!(recovered(medium).1, heap_after(CHECKPOINTS));
+    assert_eq!(run(SMALL, medium.clone()), SMALL.checkpoints);
+    assert_eq!(
+        recovered(SMALL, medium).1,
+        heap_after(SMALL, SMALL.checkpoints)
+    );
 }
 
 #[test]
 fn gc_bounds_the_store() {
     let medium = Arc::new(MemStore::new());
-    assert_eq!(run(medium.clone()), CHECKPOINTS);
+    assert_eq!(run(SMALL, medium.clone()), SMALL.checkpoints);
     let manifests = medium.list("procs/p/manifests/").unwrap().len();
     assert!(
         manifests <= 2,
         "gc keeps two checkpoints, found {manifests}"
     );
     // Live data is at most the heap twice over (two retained checkpoints), plus maps.
-    let live_heap = u64::from(PAGES) * PAGE as u64;
+    let live_heap = u64::from(SMALL.pages) * PAGE as u64;
     let stored = medium.bytes_stored() as u64;
     assert!(
         stored < 3 * live_heap + 4 * 70_000,

@@ -57,12 +57,34 @@ impl StorageError {
 /// - `put_new` is create-only and atomic: afterwards the object exists with all of
 ///   its bytes, or (after an error or a crash) it does not exist at all; it is
 ///   durable when `put_new` returns.
+/// - `put_new_deferred` is create-only too, but durable only once a later `sync`
+///   naming it returns. Until then a crash may leave the object missing, or
+///   present with damaged or missing bytes. It is for objects that nothing
+///   committed refers to yet (the segments and maps of the epoch being built),
+///   which recovery removes wholesale if their epoch never commits.
 /// - Objects are never modified after creation.
-/// - `list` sees every object whose `put_new` returned.
+/// - `list` sees every object whose `put_new` or `put_new_deferred` returned.
+///
+/// A backend without a cheaper deferred write keeps the defaults: deferred puts
+/// are ordinary durable puts, and `sync` has nothing left to do.
 pub trait StorageBackend: fmt::Debug + Send + Sync {
     /// Creates object `key` with `bytes`, durably; fails with
     /// [`StorageError::AlreadyExists`] if it exists.
     fn put_new(&self, key: &str, bytes: &[u8]) -> Result<(), StorageError>;
+
+    /// Creates object `key` with `bytes`, durable only after [`Self::sync`];
+    /// fails with [`StorageError::AlreadyExists`] if it exists.
+    fn put_new_deferred(&self, key: &str, bytes: &[u8]) -> Result<(), StorageError> {
+        self.put_new(key, bytes)
+    }
+
+    /// Makes the objects `keys`, created by `put_new_deferred`, durable (their
+    /// bytes and their names). On error nothing is known to be durable, and a
+    /// local backend is poisoned.
+    fn sync(&self, keys: &[String]) -> Result<(), StorageError> {
+        let _ = keys;
+        Ok(())
+    }
 
     /// Reads object `key`, or the byte `range` of it.
     fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<Vec<u8>, StorageError>;
@@ -97,6 +119,12 @@ pub fn check_key(key: &str) -> Result<(), StorageError> {
 impl<T: StorageBackend + ?Sized> StorageBackend for std::sync::Arc<T> {
     fn put_new(&self, key: &str, bytes: &[u8]) -> Result<(), StorageError> {
         (**self).put_new(key, bytes)
+    }
+    fn put_new_deferred(&self, key: &str, bytes: &[u8]) -> Result<(), StorageError> {
+        (**self).put_new_deferred(key, bytes)
+    }
+    fn sync(&self, keys: &[String]) -> Result<(), StorageError> {
+        (**self).sync(keys)
     }
     fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<Vec<u8>, StorageError> {
         (**self).get(key, range)

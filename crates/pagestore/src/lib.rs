@@ -1,8 +1,9 @@
 //! Ferrite's page store: where the pages of a virtual heap live when they are not
 //! in memory.
 //!
-//! - [`StorageBackend`] is the seam to the medium: four operations on immutable
-//!   objects (`put_new`, `get`, `list`, `delete`), shaped so that a local
+//! - [`StorageBackend`] is the seam to the medium: six operations on immutable
+//!   objects (`put_new`, `put_new_deferred`, `sync`, `get`, `list`, `delete`;
+//!   the deferred put and `sync` have durable defaults), shaped so that a local
 //!   directory ([`LocalStore`]), a heap server and S3-compatible storage can all
 //!   provide it, and so that fault injection ([`FaultyStore`]) can wrap it.
 //! - [`PageStore`] keeps page versions as checksummed records in segment objects,
@@ -26,10 +27,11 @@
 //!
 //! | Operation | Cost |
 //! |-----------|------|
-//! | `write_page` | an append to a 1 MiB in-memory segment buffer; a `put_new` per full segment |
-//! | `read_page` | one ranged `get` (or a buffer copy), checksum verified |
-//! | `commit_maps` | one `put_new` for the open segment and one per changed 4096-page chunk |
-//! | memory | the open segment (1 MiB) and 64 KiB per loaded map chunk (16 MiB of heap) |
+//! | `write_page` | an append to a 1 MiB in-memory segment buffer (or an in-place replace of a version still in it); a `put_new_deferred` (no sync) per full segment |
+//! | `read_page` | one ranged `get` (or a buffer copy), checksum verified; sequential faults fetch up to 256 KiB of following records at once |
+//! | `commit_maps` | compaction of sparse segments (bounded), a `put_new_deferred` for the open segment and per changed 4096-page chunk, then one `sync` of all the epoch's objects |
+//! | memory | the open segment (1 MiB), at most 32 loaded map chunks of 64 KiB (clean ones dropped, dirty ones written early), a 256 KiB readahead buffer: under 4 MiB whatever the heap size |
+//! | [`LocalStore`] reads | `pread` on one of 16 cached open handles |
 
 mod backend;
 mod faulty;
@@ -42,5 +44,8 @@ pub use backend::{check_key, StorageBackend, StorageError};
 pub use faulty::{Fault, FaultyStore};
 pub use local::LocalStore;
 pub use mem::MemStore;
-pub use pages::{PageMapRef, PageStore, PageStoreError, PageStoreStats, SEGMENT_BYTES_MAX};
+pub use pages::{
+    CompactionReport, PageMapRef, PageStore, PageStoreError, PageStoreStats, CHUNKS_LOADED_MAX,
+    COMPACTION_BYTES_MAX, COMPACTION_BYTES_MIN, READAHEAD_BYTES_MAX, SEGMENT_BYTES_MAX,
+};
 pub use record::{Location, SegmentId};

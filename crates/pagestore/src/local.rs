@@ -2,15 +2,62 @@
 
 use crate::backend::{check_key, StorageBackend, StorageError};
 use std::{
-    fs::{self, File},
-    io::{Read, Seek, SeekFrom, Write},
+    collections::BTreeSet,
+    fs::{self, File, OpenOptions},
+    io::Write,
     ops::Range,
+    os::unix::fs::FileExt,
     path::{Path, PathBuf},
     sync::{
         atomic::{AtomicU64, Ordering},
-        Mutex,
+        Arc, Mutex, MutexGuard,
     },
 };
+
+/// Most open file handles [`LocalStore`] keeps for reads. A page fault reads one
+/// record of one segment; keeping the handle turns the next fault in that
+/// segment into a single `pread`. Objects are immutable, so a cached handle is
+/// never stale; deleting an object drops its handle.
+pub const HANDLES_OPEN_MAX: usize = 16;
+
+/// A small LRU of open, read-capable handles of objects, by key.
+#[derive(Debug, Default)]
+struct Handles {
+    /// `(key, handle, last use)`; at most [`HANDLES_OPEN_MAX`] entries.
+    entries: Vec<(String, Arc<File>, u64)>,
+    tick: u64,
+}
+
+impl Handles {
+    fn get(&mut self, key: &str) -> Option<Arc<File>> {
+        self.tick += 1;
+        let tick = self.tick;
+        let entry = self.entries.iter_mut().find(|(k, _, _)| k == key)?;
+        entry.2 = tick;
+        Some(entry.1.clone())
+    }
+
+    fn insert(&mut self, key: &str, file: Arc<File>) {
+        self.remove(key);
+        if self.entries.len() >= HANDLES_OPEN_MAX {
+            let oldest = self
+                .entries
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, (_, _, used))| *used)
+                .map(|(at, _)| at)
+                .expect("a full cache has entries");
+            self.entries.swap_remove(oldest);
+        }
+        self.tick += 1;
+        self.entries.push((key.to_string(), file, self.tick));
+        debug_assert!(self.entries.len() <= HANDLES_OPEN_MAX);
+    }
+
+    fn remove(&mut self, key: &str) {
+        self.entries.retain(|(k, _, _)| k != key);
+    }
+}
 
 /// Objects as files below a root directory.
 ///
@@ -19,6 +66,14 @@ use std::{
 /// temporary name. A crash at any point leaves either no object or the whole,
 /// synced object; leftover temporary files are removed by [`LocalStore::open`].
 ///
+/// `put_new_deferred` creates the file under its final name (create-only) and
+/// writes it, without any sync; `sync` later syncs the files and then their
+/// directories. A crash before that may leave such a file missing, empty or
+/// partly written, which is allowed: recovery removes the objects of an epoch
+/// that never committed.
+///
+/// Reads use `pread` on handles kept open in a small LRU ([`HANDLES_OPEN_MAX`]).
+///
 /// After a failed write or sync the store is poisoned: later writes fail, as
 /// retrying an fsync cannot make earlier data safe.
 #[derive(Debug)]
@@ -26,6 +81,7 @@ pub struct LocalStore {
     root: PathBuf,
     poisoned: Mutex<Option<String>>,
     temp_seq: AtomicU64,
+    handles: Mutex<Handles>,
 }
 
 const TEMP_PREFIX: &str = ".tmp-";
@@ -44,6 +100,7 @@ impl LocalStore {
             root,
             poisoned: Mutex::new(None),
             temp_seq: AtomicU64::new(0),
+            handles: Mutex::new(Handles::default()),
         };
         remove_temporaries(&store.root)?;
         Ok(store)
@@ -86,6 +143,38 @@ impl LocalStore {
         let mut file = File::create_new(path)?;
         file.write_all(bytes)?;
         file.sync_all()
+    }
+
+    fn handles(&self) -> MutexGuard<'_, Handles> {
+        self.handles
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// An open handle of object `key`: the cached one, or a newly opened one
+    /// that is then cached.
+    fn handle(&self, key: &str) -> Result<Arc<File>, StorageError> {
+        if let Some(file) = self.handles().get(key) {
+            return Ok(file);
+        }
+        let path = self.path(key)?;
+        let file = Arc::new(File::open(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => StorageError::NotFound {
+                key: key.to_string(),
+            },
+            _ => StorageError::io(key, e),
+        })?);
+        self.handles().insert(key, file.clone());
+        Ok(file)
+    }
+
+    /// The directory of the checked `path`, created if missing.
+    fn make_parent<'p>(&self, key: &str, path: &'p Path) -> Result<&'p Path, StorageError> {
+        let dir = path
+            .parent()
+            .expect("a checked key has a parent under the root");
+        fs::create_dir_all(dir).map_err(|e| self.poison(StorageError::io(key, e)))?;
+        Ok(dir)
     }
 }
 
@@ -160,15 +249,14 @@ impl StorageBackend for LocalStore {
     fn put_new(&self, key: &str, bytes: &[u8]) -> Result<(), StorageError> {
         self.check_poisoned()?;
         let path = self.path(key)?;
-        let dir = path
-            .parent()
-            .expect("a checked key has a parent under the root");
         if path.exists() {
             return Err(StorageError::AlreadyExists {
                 key: key.to_string(),
             });
         }
-        fs::create_dir_all(dir).map_err(|e| self.poison(StorageError::io(key, e)))?;
+        let dir = self.make_parent(key, &path)?;
+        // A handle of an object of the same name that someone else deleted.
+        self.handles().remove(key);
         let seq = self.temp_seq.fetch_add(1, Ordering::Relaxed);
         let temp = dir.join(format!("{TEMP_PREFIX}{}-{seq}", std::process::id()));
         if let Err(e) = Self::write_synced(&temp, bytes) {
@@ -189,26 +277,64 @@ impl StorageBackend for LocalStore {
         sync_dir(dir).map_err(|e| self.poison(StorageError::io(key, e)))
     }
 
-    fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<Vec<u8>, StorageError> {
+    fn put_new_deferred(&self, key: &str, bytes: &[u8]) -> Result<(), StorageError> {
+        self.check_poisoned()?;
         let path = self.path(key)?;
-        let mut file = File::open(&path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => StorageError::NotFound {
-                key: key.to_string(),
-            },
-            _ => StorageError::io(key, e),
-        })?;
-        let Some(range) = range else {
-            let mut bytes = Vec::new();
-            file.read_to_end(&mut bytes)
-                .map_err(|e| StorageError::io(key, e))?;
-            return Ok(bytes);
+        self.make_parent(key, &path)?;
+        let mut file = match OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(StorageError::AlreadyExists {
+                    key: key.to_string(),
+                });
+            }
+            Err(e) => return Err(self.poison(StorageError::io(key, e))),
+        };
+        if let Err(e) = file.write_all(bytes) {
+            // Never leave a short object under its final name.
+            let _ = fs::remove_file(&path);
+            return Err(self.poison(StorageError::io(key, e)));
+        }
+        // The page store reads recently written records back soon: keep the handle.
+        self.handles().insert(key, Arc::new(file));
+        Ok(())
+    }
+
+    fn sync(&self, keys: &[String]) -> Result<(), StorageError> {
+        self.check_poisoned()?;
+        let mut dirs = BTreeSet::new();
+        for key in keys {
+            let file = self.handle(key).map_err(|e| self.poison(e))?;
+            file.sync_all()
+                .map_err(|e| self.poison(StorageError::io(key, e)))?;
+            let path = self.path(key)?;
+            if let Some(dir) = path.parent() {
+                dirs.insert(dir.to_path_buf());
+            }
+        }
+        // The names, after the contents: a name that survives a crash has its bytes.
+        for dir in dirs {
+            sync_dir(&dir)
+                .map_err(|e| self.poison(StorageError::io(&dir.display().to_string(), e)))?;
+        }
+        Ok(())
+    }
+
+    fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<Vec<u8>, StorageError> {
+        let file = self.handle(key)?;
+        let range = match range {
+            Some(range) => range,
+            None => 0..file.metadata().map_err(|e| StorageError::io(key, e))?.len(),
         };
         let len = usize::try_from(range.end.saturating_sub(range.start))
             .map_err(|_| StorageError::InvalidKey(key.to_string()))?;
         let mut bytes = vec![0; len];
-        file.seek(SeekFrom::Start(range.start))
-            .map_err(|e| StorageError::io(key, e))?;
-        file.read_exact(&mut bytes)
+        file.read_exact_at(&mut bytes, range.start)
             .map_err(|e| StorageError::io(key, e))?;
         Ok(bytes)
     }
@@ -230,6 +356,7 @@ impl StorageBackend for LocalStore {
 
     fn delete(&self, key: &str) -> Result<(), StorageError> {
         let path = self.path(key)?;
+        self.handles().remove(key);
         match fs::remove_file(&path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -303,6 +430,63 @@ mod tests {
         store.delete("k").unwrap();
         store.delete("k").unwrap();
         assert!(store.list("").unwrap().is_empty());
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn deleting_drops_the_cached_handle() {
+        let dir = temp_dir("handles");
+        let store = LocalStore::open(&dir).unwrap();
+        store.put_new("s/a", b"first version").unwrap();
+        assert_eq!(store.get("s/a", Some(0..5)).unwrap(), b"first");
+        store.delete("s/a").unwrap();
+        assert!(
+            store.get("s/a", Some(0..5)).unwrap_err().is_not_found(),
+            "no read through a handle of a deleted object"
+        );
+        store.put_new_deferred("s/a", b"second").unwrap();
+        assert_eq!(store.get("s/a", None).unwrap(), b"second");
+        // More objects than handles: every read still sees its own object.
+        for i in 0..HANDLES_OPEN_MAX * 2 {
+            store
+                .put_new_deferred(&format!("s/{i}"), format!("object {i}").as_bytes())
+                .unwrap();
+        }
+        for i in (0..HANDLES_OPEN_MAX * 2).rev() {
+            assert_eq!(
+                store.get(&format!("s/{i}"), Some(7..8)).unwrap(),
+                &i.to_string().as_bytes()[..1]
+            );
+        }
+        assert!(store.handles().entries.len() <= HANDLES_OPEN_MAX);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn deferred_puts_are_create_only_and_synced_on_demand() {
+        let dir = temp_dir("deferred");
+        let store = LocalStore::open(&dir).unwrap();
+        store.put_new_deferred("p/seg/1", b"abc").unwrap();
+        assert!(matches!(
+            store.put_new_deferred("p/seg/1", b"x"),
+            Err(StorageError::AlreadyExists { .. })
+        ));
+        assert!(matches!(
+            store.put_new("p/seg/1", b"x"),
+            Err(StorageError::AlreadyExists { .. })
+        ));
+        assert_eq!(store.list("p/").unwrap(), vec!["p/seg/1"]);
+        store.put_new_deferred("p/map/1", b"def").unwrap();
+        store
+            .sync(&["p/seg/1".to_string(), "p/map/1".to_string()])
+            .unwrap();
+        assert!(store
+            .sync(&["p/seg/missing".to_string()])
+            .unwrap_err()
+            .is_not_found());
+        drop(store);
+        let store = LocalStore::open(&dir).unwrap();
+        assert_eq!(store.get("p/seg/1", None).unwrap(), b"abc");
         fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -4,17 +4,31 @@
 //! A new version of a page (written back on eviction, or at a checkpoint) is
 //! appended to the open segment of the epoch being built; it never overwrites the
 //! version a committed checkpoint refers to. [`PageStore::commit_maps`] writes the
-//! open segment and the changed page-map chunks, and returns what the checkpoint
-//! manifest must record; the manifest itself is written by the checkpoint layer.
+//! open segment and the changed page-map chunks, makes every object of the epoch
+//! durable, and returns what the checkpoint manifest must record; the manifest
+//! itself is written by the checkpoint layer.
+//!
+//! Objects of the epoch being built are written with `put_new_deferred`: nothing
+//! committed refers to them, so they need to be durable only when the epoch's
+//! manifest commits, and `commit_maps` syncs them all at once before it returns.
+//!
+//! Memory is bounded whatever the heap size: the open segment (1 MiB), at most
+//! `chunks_loaded_max` page-map chunks (64 KiB each; a clean one is dropped and
+//! reloaded when needed, a dirty one is first written as an object of the epoch
+//! being built), one readahead buffer, and a few bytes per live segment.
 
 use crate::{
     backend::{StorageBackend, StorageError},
     record::{
-        decode_map, decode_record, encode_map, encode_record, map_key, segment_header, FormatError,
-        Location, SegmentId, CHUNK_PAGES, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES,
+        decode_map, decode_record, encode_map, encode_record, encode_record_in, map_key,
+        segment_header, FormatError, Location, SegmentId, CHUNK_PAGES, RECORD_HEADER_BYTES,
+        SEGMENT_HEADER_BYTES, SEGMENT_MAGIC,
     },
 };
-use std::{collections::BTreeMap, sync::Arc};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+};
 
 /// Why a page could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -29,12 +43,30 @@ pub enum PageStoreError {
 /// The most bytes a segment buffers in memory before it is written out.
 pub const SEGMENT_BYTES_MAX: usize = 1 << 20;
 
-/// A page-map chunk of the current epoch.
+/// The most bytes one read fetches ahead when faults walk the heap in order and
+/// the next pages' records follow each other in one segment.
+pub const READAHEAD_BYTES_MAX: usize = 256 << 10;
+
+/// Default limit of loaded page-map chunks (64 KiB each): 2 MiB, the maps of
+/// 512 MiB of heap with 4 KiB pages.
+pub const CHUNKS_LOADED_MAX: usize = 32;
+
+/// Least and most segment bytes a commit reads to compact sparse segments; in
+/// between, twice what the epoch wrote, so that compaction frees at least as
+/// much as the epoch made dead.
+pub const COMPACTION_BYTES_MIN: u64 = 4 << 20;
+/// See [`COMPACTION_BYTES_MIN`].
+pub const COMPACTION_BYTES_MAX: u64 = 64 << 20;
+
+/// A loaded page-map chunk of the current epoch.
 #[derive(Debug)]
 struct Chunk {
     entries: Box<[Location]>,
-    /// Changed since the last commit: must be written at the next one.
+    /// Changed since it was last written: must be written at the next commit (or
+    /// before it is dropped).
     dirty: bool,
+    /// Value of the use counter at its last use, for LRU eviction.
+    used: u64,
 }
 
 /// The open (not yet written) segment of the epoch being built.
@@ -42,6 +74,38 @@ struct Chunk {
 struct OpenSegment {
     id: SegmentId,
     bytes: Vec<u8>,
+    records: u32,
+}
+
+/// What the store knows about a segment that holds live page versions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct SegmentCounts {
+    /// Records that are the latest version of their page.
+    live: u32,
+    /// Records in the segment; for segments of earlier runs (the manifest keeps
+    /// live counts only) the most a segment can hold.
+    records: u32,
+}
+
+/// Records of one segment fetched ahead of the faults that will want them.
+/// Verified record by record when used, like any fetched record.
+#[derive(Debug, Default)]
+struct ReadAhead {
+    segment: Option<SegmentId>,
+    /// Offset in the segment of `bytes[0]`.
+    start: u32,
+    bytes: Vec<u8>,
+}
+
+impl ReadAhead {
+    /// The buffered record at `location`, if it is buffered.
+    fn record(&self, location: Location, record_len: usize) -> Option<&[u8]> {
+        if self.segment != Some(location.segment()) {
+            return None;
+        }
+        let at = location.offset.checked_sub(self.start)? as usize;
+        self.bytes.get(at..at + record_len)
+    }
 }
 
 /// What a checkpoint manifest records about the page store.
@@ -49,7 +113,7 @@ struct OpenSegment {
 pub struct PageMapRef {
     /// For each chunk that has ever been written: the epoch of its latest version.
     pub chunks: BTreeMap<u32, u64>,
-    /// Live page versions per segment, for garbage collection.
+    /// Live page versions per segment, for garbage collection and compaction.
     pub segments: BTreeMap<SegmentId, u32>,
 }
 
@@ -57,11 +121,34 @@ pub struct PageMapRef {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PageStoreStats {
     pub pages_read: u64,
+    /// Pages of `pages_read` found in the readahead buffer (no I/O).
+    pub pages_read_ahead: u64,
     pub pages_written: u64,
     pub bytes_read: u64,
     pub bytes_written: u64,
     pub segments_written: u64,
     pub maps_written: u64,
+    /// Segments of the epoch being built deleted as soon as none of their
+    /// records was live any more.
+    pub segments_dropped: u64,
+    /// Live records moved out of sparse segments by compaction.
+    pub pages_compacted: u64,
+    /// Loaded page-map chunks dropped to stay within the limit.
+    pub chunks_evicted: u64,
+}
+
+/// What one compaction did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CompactionReport {
+    /// Sparse segments whose live records were moved.
+    pub segments: u64,
+    /// Records moved.
+    pub pages: u64,
+    /// Segment bytes read.
+    pub bytes_read: u64,
+    /// Live records left where they are because they failed verification (they
+    /// are reported when the page is read).
+    pub records_damaged: u64,
 }
 
 /// The page versions of one process.
@@ -74,8 +161,25 @@ pub struct PageStore {
     epoch: u64,
     committed: PageMapRef,
     chunks: BTreeMap<u32, Chunk>,
-    live: BTreeMap<SegmentId, u32>,
+    chunks_loaded_max: usize,
+    /// Use counter of loaded chunks.
+    chunk_clock: u64,
+    /// Chunks that have an object of the epoch being built (`maps/<epoch>-<chunk>`).
+    maps_written: BTreeSet<u32>,
+    /// Segments with live records, the open one included.
+    segments: BTreeMap<SegmentId, SegmentCounts>,
     open: OpenSegment,
+    /// Objects of the epoch being built written without sync: segment sequence
+    /// numbers and chunk indices.
+    segments_unsynced: BTreeSet<u32>,
+    maps_unsynced: BTreeSet<u32>,
+    readahead: ReadAhead,
+    /// The page last read, to tell sequential faults.
+    last_read: Option<u32>,
+    /// Record bytes appended in the epoch being built (the compaction budget).
+    bytes_appended: u64,
+    /// Most segment bytes `commit_maps` reads to compact.
+    compaction_bytes_max: u64,
     stats: PageStoreStats,
 }
 
@@ -85,6 +189,9 @@ impl PageStore {
     ///
     /// Objects of later epochs (left by a crash before their commit) must have
     /// been removed by the caller, see [`PageStore::remove_uncommitted`].
+    ///
+    /// # Panics
+    /// If `page_size` is not a power of two of at least 512.
     pub fn open(
         backend: Arc<dyn StorageBackend>,
         prefix: impl Into<String>,
@@ -97,7 +204,16 @@ impl PageStore {
             "page size {page_size}"
         );
         let epoch = committed_epoch + 1;
-        let live = map.segments.clone();
+        let capacity = segment_capacity(page_size);
+        let segments = map
+            .segments
+            .iter()
+            .filter(|(_, &live)| live > 0)
+            .map(|(&id, &live)| {
+                let records = capacity.max(live);
+                (id, SegmentCounts { live, records })
+            })
+            .collect();
         Self {
             backend,
             prefix: prefix.into(),
@@ -105,17 +221,44 @@ impl PageStore {
             epoch,
             committed: map,
             chunks: BTreeMap::new(),
-            live,
+            chunks_loaded_max: CHUNKS_LOADED_MAX,
+            chunk_clock: 0,
+            maps_written: BTreeSet::new(),
+            segments,
             open: OpenSegment {
                 id: SegmentId { epoch, seq: 0 },
                 bytes: Vec::new(),
+                records: 0,
             },
+            segments_unsynced: BTreeSet::new(),
+            maps_unsynced: BTreeSet::new(),
+            readahead: ReadAhead::default(),
+            last_read: None,
+            bytes_appended: 0,
+            compaction_bytes_max: COMPACTION_BYTES_MAX,
             stats: PageStoreStats::default(),
         }
     }
 
+    /// Limits the segment bytes each [`PageStore::commit_maps`] reads to compact
+    /// sparse segments (default [`COMPACTION_BYTES_MAX`]; 0 turns compaction off).
+    pub fn set_compaction_bytes_max(&mut self, bytes: u64) {
+        self.compaction_bytes_max = bytes;
+    }
+
+    /// Limits the loaded page-map chunks to `chunks` (64 KiB each with 4 KiB
+    /// pages). Takes effect at the next chunk load.
+    ///
+    /// # Panics
+    /// If `chunks` is zero.
+    pub fn set_chunks_loaded_max(&mut self, chunks: usize) {
+        assert!(chunks > 0, "at least one page-map chunk must fit");
+        self.chunks_loaded_max = chunks;
+    }
+
     /// Removes segment and map objects of epochs after `committed_epoch`: the
-    /// remains of a checkpoint that crashed before its manifest was written.
+    /// remains of a checkpoint that crashed before its manifest was written,
+    /// whole, torn or partly written.
     ///
     /// # Errors
     /// If listing or deleting fails.
@@ -156,28 +299,86 @@ impl PageStore {
         self.stats
     }
 
-    fn chunk(&mut self, chunk: u32) -> Result<&mut Chunk, PageStoreError> {
-        if !self.chunks.contains_key(&chunk) {
-            let entries = match self.committed.chunks.get(&chunk) {
-                None => vec![Location::NONE; CHUNK_PAGES as usize].into_boxed_slice(),
-                Some(&epoch) => {
-                    let key = map_key(&self.prefix, epoch, chunk);
-                    let bytes = self.backend.get(&key, None)?;
-                    self.stats.bytes_read += bytes.len() as u64;
-                    decode_map(&bytes, epoch, chunk)
-                        .map_err(|reason| PageStoreError::Corrupt { key, reason })?
-                        .into_boxed_slice()
-                }
+    fn record_len(&self) -> usize {
+        RECORD_HEADER_BYTES + self.page_size
+    }
+
+    /// The loaded chunk `index`, loading it (and dropping another if the limit
+    /// is reached) if needed.
+    fn chunk(&mut self, index: u32) -> Result<&mut Chunk, PageStoreError> {
+        self.chunk_clock += 1;
+        if !self.chunks.contains_key(&index) {
+            if self.chunks.len() >= self.chunks_loaded_max {
+                self.evict_chunk()?;
+            }
+            let entries = self.load_chunk(index)?;
+            let chunk = Chunk {
+                entries,
+                dirty: false,
+                used: 0,
             };
-            self.chunks.insert(
-                chunk,
-                Chunk {
-                    entries,
-                    dirty: false,
-                },
-            );
+            self.chunks.insert(index, chunk);
         }
-        Ok(self.chunks.get_mut(&chunk).expect("inserted above"))
+        let chunk = self.chunks.get_mut(&index).expect("loaded above");
+        chunk.used = self.chunk_clock;
+        Ok(chunk)
+    }
+
+    /// The entries of chunk `index`: its latest written version, or none.
+    fn load_chunk(&mut self, index: u32) -> Result<Box<[Location]>, PageStoreError> {
+        let epoch = if self.maps_written.contains(&index) {
+            Some(self.epoch)
+        } else {
+            self.committed.chunks.get(&index).copied()
+        };
+        let Some(epoch) = epoch else {
+            return Ok(vec![Location::NONE; CHUNK_PAGES as usize].into_boxed_slice());
+        };
+        let key = map_key(&self.prefix, epoch, index);
+        let bytes = self.backend.get(&key, None)?;
+        self.stats.bytes_read += bytes.len() as u64;
+        let entries = decode_map(&bytes, epoch, index)
+            .map_err(|reason| PageStoreError::Corrupt { key, reason })?;
+        Ok(entries.into_boxed_slice())
+    }
+
+    /// Drops the least recently used loaded chunk, preferring clean ones; a
+    /// dirty one is written first (as an object of the epoch being built).
+    fn evict_chunk(&mut self) -> Result<(), PageStoreError> {
+        let Some(victim) = self
+            .chunks
+            .iter()
+            .min_by_key(|(_, chunk)| (chunk.dirty, chunk.used))
+            .map(|(&index, _)| index)
+        else {
+            return Ok(());
+        };
+        self.write_map(victim)?;
+        self.chunks.remove(&victim);
+        self.stats.chunks_evicted += 1;
+        Ok(())
+    }
+
+    /// Writes the loaded chunk `index` if it is dirty, as `maps/<epoch>-<index>`
+    /// of the epoch being built (replacing an earlier version of this epoch:
+    /// nothing committed refers to it), without sync.
+    fn write_map(&mut self, index: u32) -> Result<(), PageStoreError> {
+        let chunk = self.chunks.get(&index).expect("a loaded chunk");
+        if !chunk.dirty {
+            return Ok(());
+        }
+        let key = map_key(&self.prefix, self.epoch, index);
+        let bytes = encode_map(self.epoch, index, &chunk.entries);
+        if self.maps_written.contains(&index) {
+            self.backend.delete(&key)?;
+        }
+        self.backend.put_new_deferred(&key, &bytes)?;
+        self.maps_written.insert(index);
+        self.maps_unsynced.insert(index);
+        self.stats.bytes_written += bytes.len() as u64;
+        self.stats.maps_written += 1;
+        self.chunks.get_mut(&index).expect("a loaded chunk").dirty = false;
+        Ok(())
     }
 
     fn location(&mut self, page: u32) -> Result<Location, PageStoreError> {
@@ -187,7 +388,7 @@ impl PageStore {
 
     /// Whether `page` certainly has no stored version, known without I/O and
     /// without loading a page-map chunk: its chunk is loaded and has no entry for
-    /// the page, or was never loaded nor committed. `false` means the page may
+    /// the page, or was never loaded nor written. `false` means the page may
     /// have a version ([`PageStore::read_page`] tells).
     ///
     /// Lets a heap zero-fill pages it never wrote back without touching the store.
@@ -195,118 +396,337 @@ impl PageStore {
         let index = page / CHUNK_PAGES;
         match self.chunks.get(&index) {
             Some(chunk) => !chunk.entries[(page % CHUNK_PAGES) as usize].is_some(),
-            None => !self.committed.chunks.contains_key(&index),
+            None => {
+                !self.committed.chunks.contains_key(&index) && !self.maps_written.contains(&index)
+            }
         }
     }
 
     /// Reads the latest version of `page` into `out`; returns false (and zeroes
     /// `out`) if the page was never written.
     ///
+    /// When `page` follows the page read last and the records of the next pages
+    /// follow its record in the same segment, one read fetches them too (up to
+    /// [`READAHEAD_BYTES_MAX`]); they are verified when they are used.
+    ///
     /// # Errors
     /// Storage failures, and [`PageStoreError::Corrupt`] if the stored record
     /// fails verification (it is never returned as data).
+    ///
+    /// # Panics
+    /// If `out` is not one page long.
     pub fn read_page(&mut self, page: u32, out: &mut [u8]) -> Result<bool, PageStoreError> {
         assert_eq!(out.len(), self.page_size);
         let location = self.location(page)?;
+        let sequential = self
+            .last_read
+            .is_some_and(|last| last.wrapping_add(1) == page);
+        self.last_read = Some(page);
         if !location.is_some() {
             out.fill(0);
             return Ok(false);
         }
-        let record_len = RECORD_HEADER_BYTES + self.page_size;
+        let record_len = self.record_len();
         let start = location.offset as usize;
-        let key = location.segment().key(&self.prefix);
-        let fetched;
-        let bytes = if location.segment() == self.open.id {
-            &self.open.bytes[start..start + record_len]
-        } else {
-            let range = u64::from(location.offset)..u64::from(location.offset) + record_len as u64;
-            fetched = self.backend.get(&key, Some(range))?;
-            self.stats.bytes_read += fetched.len() as u64;
-            &fetched[..]
+        let corrupt = |reason| PageStoreError::Corrupt {
+            key: location.segment().key(&self.prefix),
+            reason,
         };
-        decode_record(bytes, page, location.epoch, out)
-            .map_err(|reason| PageStoreError::Corrupt { key, reason })?;
+        if location.segment() == self.open.id {
+            let bytes = &self.open.bytes[start..start + record_len];
+            decode_record(bytes, page, location.epoch, out).map_err(corrupt)?;
+        } else if let Some(bytes) = self.readahead.record(location, record_len) {
+            decode_record(bytes, page, location.epoch, out).map_err(corrupt)?;
+            self.stats.pages_read_ahead += 1;
+        } else {
+            let records = if sequential {
+                self.records_in_sequence(page, location)
+            } else {
+                1
+            };
+            let end = start + records * record_len;
+            let key = location.segment().key(&self.prefix);
+            let fetched = self.backend.get(&key, Some(start as u64..end as u64))?;
+            self.stats.bytes_read += fetched.len() as u64;
+            let verified = decode_record(&fetched[..record_len], page, location.epoch, out);
+            if records > 1 {
+                self.readahead = ReadAhead {
+                    segment: Some(location.segment()),
+                    start: location.offset,
+                    bytes: fetched,
+                };
+            }
+            verified.map_err(|reason| PageStoreError::Corrupt { key, reason })?;
+        }
         self.stats.pages_read += 1;
         Ok(true)
+    }
+
+    /// How many records, from `page`'s at `location` on, belong to consecutive
+    /// pages and lie back to back in the same segment (at least 1, at most
+    /// [`READAHEAD_BYTES_MAX`] worth; within `page`'s chunk, which is loaded).
+    fn records_in_sequence(&self, page: u32, location: Location) -> usize {
+        let record_len = self.record_len();
+        let records_max = (READAHEAD_BYTES_MAX / record_len).max(1);
+        let Some(chunk) = self.chunks.get(&(page / CHUNK_PAGES)) else {
+            return 1;
+        };
+        let first = (page % CHUNK_PAGES) as usize;
+        let mut records = 1;
+        while records < records_max {
+            let Some(next) = chunk.entries.get(first + records) else {
+                break;
+            };
+            let offset = u64::from(location.offset) + (records * record_len) as u64;
+            if next.segment() != location.segment() || u64::from(next.offset) != offset {
+                break;
+            }
+            records += 1;
+        }
+        records
     }
 
     /// Stores a new version of `page` in the epoch being built.
     ///
     /// # Errors
     /// Storage failures while loading the page map or writing a full segment.
+    ///
+    /// # Panics
+    /// If `data` is not one page long.
     pub fn write_page(&mut self, page: u32, data: &[u8]) -> Result<(), PageStoreError> {
         assert_eq!(data.len(), self.page_size);
-        if self.open.bytes.len() + RECORD_HEADER_BYTES + data.len() > SEGMENT_BYTES_MAX {
-            self.flush_segment()?;
+        let record_len = self.record_len();
+        let current = self.location(page)?;
+        if current.segment() == self.open.id {
+            // The latest version is still in the buffer of the open segment,
+            // which nothing outside this store has seen: replace it in place
+            // rather than leave a dead record behind.
+            let start = current.offset as usize;
+            let slot = &mut self.open.bytes[start..start + record_len];
+            encode_record_in(slot, page, self.epoch, data);
+            self.stats.pages_written += 1;
+            return Ok(());
         }
-        if self.open.bytes.is_empty() {
-            self.open
-                .bytes
-                .extend_from_slice(&segment_header(self.open.id));
+        if self.open.bytes.len() + record_len > SEGMENT_BYTES_MAX {
+            self.flush_segment()?;
         }
         let location = Location {
             epoch: self.epoch,
             seq: self.open.id.seq,
-            offset: self.open.bytes.len() as u32,
+            offset: (self.open.bytes.len().max(SEGMENT_HEADER_BYTES)) as u32,
         };
         let chunk = self.chunk(page / CHUNK_PAGES)?;
         let slot = &mut chunk.entries[(page % CHUNK_PAGES) as usize];
         let old = std::mem::replace(slot, location);
         chunk.dirty = true;
-        if old.is_some() {
-            if let Some(count) = self.live.get_mut(&old.segment()) {
-                *count = count.saturating_sub(1);
-            }
+        if self.open.bytes.is_empty() {
+            self.open
+                .bytes
+                .extend_from_slice(&segment_header(self.open.id));
         }
-        *self.live.entry(location.segment()).or_insert(0) += 1;
+        debug_assert_eq!(self.open.bytes.len(), location.offset as usize);
         encode_record(&mut self.open.bytes, page, self.epoch, data);
+        self.open.records += 1;
+        self.segments
+            .entry(location.segment())
+            .or_insert(SegmentCounts {
+                live: 0,
+                records: 0,
+            })
+            .live += 1;
+        if old.is_some() {
+            self.release(old.segment());
+        }
+        self.bytes_appended += record_len as u64;
         self.stats.pages_written += 1;
         Ok(())
     }
 
-    /// Writes the open segment as an object (if it holds any page).
+    /// Counts one record of `segment` as superseded. A segment of the epoch
+    /// being built that holds no live record any more is deleted at once:
+    /// nothing committed refers to it, and no later page map will.
+    fn release(&mut self, segment: SegmentId) {
+        let Some(counts) = self.segments.get_mut(&segment) else {
+            debug_assert!(false, "a live record of {segment:?} was not counted");
+            return;
+        };
+        counts.live -= 1;
+        if counts.live > 0 {
+            return;
+        }
+        self.segments.remove(&segment);
+        if segment.epoch == self.epoch && segment != self.open.id {
+            // Best effort: a segment left behind is unreferenced, and garbage
+            // collection removes it once its epoch is committed.
+            if self.backend.delete(&segment.key(&self.prefix)).is_ok() {
+                self.segments_unsynced.remove(&segment.seq);
+                self.stats.segments_dropped += 1;
+            }
+        }
+    }
+
+    /// Writes the open segment as an object (if it holds any live record),
+    /// without sync.
     fn flush_segment(&mut self) -> Result<(), PageStoreError> {
-        if self.open.bytes.len() <= SEGMENT_HEADER_BYTES {
+        if self.open.records == 0 {
             return Ok(());
         }
-        let key = self.open.id.key(&self.prefix);
-        self.backend.put_new(&key, &self.open.bytes)?;
-        self.stats.bytes_written += self.open.bytes.len() as u64;
-        self.stats.segments_written += 1;
+        if let Some(counts) = self.segments.get_mut(&self.open.id) {
+            counts.records = self.open.records;
+            let key = self.open.id.key(&self.prefix);
+            self.backend.put_new_deferred(&key, &self.open.bytes)?;
+            self.segments_unsynced.insert(self.open.id.seq);
+            self.stats.bytes_written += self.open.bytes.len() as u64;
+            self.stats.segments_written += 1;
+        }
+        // Else every record was superseded while buffered: nothing refers to it.
         self.open.id.seq += 1;
         self.open.bytes.clear();
+        self.open.records = 0;
         Ok(())
     }
 
-    /// Makes every version written in this epoch durable (segments, then the
-    /// changed page-map chunks) and returns the page map the manifest of this
-    /// epoch must record. The epoch is not committed until that manifest is.
+    /// Moves the live records of sparse segments (less than half of their
+    /// records live) into the epoch being built, sparsest first, reading at most
+    /// about `bytes_max` bytes of segments. Once the epoch commits, the old
+    /// segments are referenced only by older checkpoints and garbage collection
+    /// removes them with those. [`PageStore::commit_maps`] calls this with a
+    /// budget of twice the bytes the epoch wrote (within
+    /// [`COMPACTION_BYTES_MIN`]..=[`COMPACTION_BYTES_MAX`], and at most what
+    /// [`PageStore::set_compaction_bytes_max`] allows).
+    ///
+    /// A live record that fails verification stays where it is (and is
+    /// reported when its page is read).
+    ///
+    /// # Errors
+    /// Storage failures; the store stays consistent (moved records are simply
+    /// newer versions).
+    pub fn compact(&mut self, bytes_max: u64) -> Result<CompactionReport, PageStoreError> {
+        let mut candidates: Vec<(SegmentId, SegmentCounts)> = self
+            .segments
+            .iter()
+            .filter(|&(&id, counts)| id != self.open.id && counts.live * 2 < counts.records)
+            .map(|(&id, &counts)| (id, counts))
+            .collect();
+        candidates.sort_by_key(|&(id, counts)| {
+            let permille = u64::from(counts.live) * 1000 / u64::from(counts.records);
+            (permille, id)
+        });
+        let mut report = CompactionReport::default();
+        for (id, counts) in candidates {
+            if !self.segments.contains_key(&id) {
+                continue;
+            }
+            let bytes = (SEGMENT_HEADER_BYTES + counts.records as usize * self.record_len()) as u64;
+            if report.bytes_read + bytes > bytes_max {
+                break;
+            }
+            self.compact_segment(id, &mut report)?;
+        }
+        self.stats.pages_compacted += report.pages;
+        Ok(report)
+    }
+
+    /// Rewrites the live records of segment `id` into the open segment.
+    fn compact_segment(
+        &mut self,
+        id: SegmentId,
+        report: &mut CompactionReport,
+    ) -> Result<(), PageStoreError> {
+        let bytes = self.backend.get(&id.key(&self.prefix), None)?;
+        report.bytes_read += bytes.len() as u64;
+        report.segments += 1;
+        self.stats.bytes_read += bytes.len() as u64;
+        let header_ok = bytes.len() >= SEGMENT_HEADER_BYTES
+            && bytes[..4] == SEGMENT_MAGIC
+            && bytes[8..16] == id.epoch.to_le_bytes()
+            && bytes[16..20] == id.seq.to_le_bytes();
+        let record_len = self.record_len();
+        let mut data = vec![0; self.page_size];
+        let mut offset = SEGMENT_HEADER_BYTES;
+        while header_ok && offset + record_len <= bytes.len() {
+            let record = &bytes[offset..offset + record_len];
+            // The page the record names; trusted only if the page map points
+            // here and the record verifies.
+            let page = u32::from_le_bytes(record[4..8].try_into().expect("4 bytes"));
+            let here = Location {
+                epoch: id.epoch,
+                seq: id.seq,
+                offset: offset as u32,
+            };
+            if self.page_never_written(page) || self.location(page)? != here {
+                offset += record_len;
+                continue;
+            }
+            match decode_record(record, page, id.epoch, &mut data) {
+                Ok(()) => {
+                    self.write_page(page, &data)?;
+                    report.pages += 1;
+                }
+                Err(_) => report.records_damaged += 1,
+            }
+            offset += record_len;
+        }
+        if !header_ok {
+            report.records_damaged += 1;
+        }
+        Ok(())
+    }
+
+    /// Makes every version written in this epoch durable (compacting sparse
+    /// segments first, then writing the open segment and the changed page-map
+    /// chunks, then syncing every object the epoch wrote) and returns the page
+    /// map the manifest of this epoch must record. The epoch is not committed
+    /// until that manifest is.
     ///
     /// # Errors
     /// Storage failures; the previous committed checkpoint is unaffected.
     pub fn commit_maps(&mut self) -> Result<PageMapRef, PageStoreError> {
+        let budget = (2 * self.bytes_appended)
+            .clamp(COMPACTION_BYTES_MIN, COMPACTION_BYTES_MAX)
+            .min(self.compaction_bytes_max);
+        if budget > 0 {
+            self.compact(budget)?;
+        }
         self.flush_segment()?;
-        let mut map = self.committed.clone();
-        for (&index, chunk) in &self.chunks {
-            if chunk.dirty {
-                let key = map_key(&self.prefix, self.epoch, index);
-                let bytes = encode_map(self.epoch, index, &chunk.entries);
-                match self.backend.put_new(&key, &bytes) {
-                    Ok(()) => {}
-                    // Written by an earlier attempt at this same commit that failed later.
-                    Err(StorageError::AlreadyExists { .. }) => {}
-                    Err(error) => return Err(error.into()),
+        let dirty: Vec<u32> = self
+            .chunks
+            .iter()
+            .filter(|(_, chunk)| chunk.dirty)
+            .map(|(&index, _)| index)
+            .collect();
+        for index in dirty {
+            self.write_map(index)?;
+        }
+        let unsynced: Vec<String> = self
+            .segments_unsynced
+            .iter()
+            .map(|&seq| {
+                SegmentId {
+                    epoch: self.epoch,
+                    seq,
                 }
-                self.stats.bytes_written += bytes.len() as u64;
-                self.stats.maps_written += 1;
-                map.chunks.insert(index, self.epoch);
-            }
+                .key(&self.prefix)
+            })
+            .chain(
+                self.maps_unsynced
+                    .iter()
+                    .map(|&index| map_key(&self.prefix, self.epoch, index)),
+            )
+            .collect();
+        if !unsynced.is_empty() {
+            self.backend.sync(&unsynced)?;
+        }
+        self.segments_unsynced.clear();
+        self.maps_unsynced.clear();
+        let mut map = self.committed.clone();
+        for &index in &self.maps_written {
+            map.chunks.insert(index, self.epoch);
         }
         map.segments = self
-            .live
+            .segments
             .iter()
-            .filter(|(_, &n)| n > 0)
-            .map(|(&k, &v)| (k, v))
+            .map(|(&id, counts)| (id, counts.live))
             .collect();
         Ok(map)
     }
@@ -314,25 +734,36 @@ impl PageStore {
     /// Records that the manifest of the current epoch was committed with `map`,
     /// and starts the next epoch.
     pub fn committed(&mut self, map: PageMapRef) {
-        for chunk in self.chunks.values_mut() {
-            chunk.dirty = false;
-        }
+        debug_assert!(self.chunks.values().all(|chunk| !chunk.dirty));
+        debug_assert!(self.segments_unsynced.is_empty() && self.maps_unsynced.is_empty());
         self.committed = map;
+        self.maps_written.clear();
         self.epoch += 1;
+        self.bytes_appended = 0;
         self.open = OpenSegment {
             id: SegmentId {
                 epoch: self.epoch,
                 seq: 0,
             },
-            bytes: Vec::new(),
+            bytes: std::mem::take(&mut self.open.bytes),
+            records: 0,
         };
+        self.open.bytes.clear();
     }
 
-    /// Bytes held in memory beyond the frames: the open segment and loaded chunks.
+    /// Bytes held in memory beyond the frames: the open segment, the loaded
+    /// chunks, the readahead buffer and the segment counts (approximately).
     pub fn memory_bytes(&self) -> usize {
         self.open.bytes.capacity()
             + self.chunks.len() * CHUNK_PAGES as usize * std::mem::size_of::<Location>()
+            + self.readahead.bytes.capacity()
+            + self.segments.len() * 2 * std::mem::size_of::<(SegmentId, SegmentCounts)>()
     }
+}
+
+/// Records a full segment holds.
+fn segment_capacity(page_size: usize) -> u32 {
+    ((SEGMENT_BYTES_MAX - SEGMENT_HEADER_BYTES) / (RECORD_HEADER_BYTES + page_size)) as u32
 }
 
 #[cfg(test)]
@@ -429,5 +860,243 @@ mod tests {
             2
         );
         assert_eq!(backend.list("p/").unwrap().len(), 2);
+    }
+
+    /// A backend that counts reads, over a `MemStore`.
+    #[derive(Debug, Default)]
+    struct CountingStore {
+        inner: MemStore,
+        gets: std::sync::atomic::AtomicU64,
+    }
+
+    impl StorageBackend for CountingStore {
+        fn put_new(&self, key: &str, bytes: &[u8]) -> Result<(), StorageError> {
+            self.inner.put_new(key, bytes)
+        }
+        fn get(
+            &self,
+            key: &str,
+            range: Option<std::ops::Range<u64>>,
+        ) -> Result<Vec<u8>, StorageError> {
+            self.gets.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.inner.get(key, range)
+        }
+        fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
+            self.inner.list(prefix)
+        }
+        fn delete(&self, key: &str) -> Result<(), StorageError> {
+            self.inner.delete(key)
+        }
+    }
+
+    impl CountingStore {
+        fn gets(&self) -> u64 {
+            self.gets.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
+    /// A committed store holding pages `0..pages` (page `i` filled with `i as u8`)
+    /// written in order, and the map to reopen it with.
+    fn committed_pages(backend: &Arc<dyn StorageBackend>, pages: u32) -> PageMapRef {
+        let mut store = PageStore::open(backend.clone(), "p/", 4096, 0, PageMapRef::default());
+        for i in 0..pages {
+            store.write_page(i, &page(i as u8)).unwrap();
+        }
+        store.commit_maps().unwrap()
+    }
+
+    #[test]
+    fn sequential_reads_fetch_ahead_and_random_reads_do_not() {
+        let counting = Arc::new(CountingStore::default());
+        let backend: Arc<dyn StorageBackend> = counting.clone();
+        let map = committed_pages(&backend, 600);
+        let mut store = PageStore::open(backend.clone(), "p/", 4096, 1, map.clone());
+        let mut out = page(0);
+        let before = counting.gets();
+        for i in 0..600u32 {
+            assert!(store.read_page(i, &mut out).unwrap());
+            assert_eq!(out, page(i as u8), "page {i}");
+        }
+        let gets = counting.gets() - before;
+        let per_fetch = (READAHEAD_BYTES_MAX / (RECORD_HEADER_BYTES + 4096)) as u64;
+        // One chunk load, the first record alone, then full windows (a window
+        // also ends at each of the three segment boundaries).
+        assert!(
+            gets <= 2 + 600 / per_fetch + 4,
+            "{gets} reads for 600 pages"
+        );
+        assert_eq!(store.stats().pages_read, 600);
+        assert!(store.stats().pages_read_ahead >= 600 - gets);
+        assert!(store.memory_bytes() < SEGMENT_BYTES_MAX + 2 * READAHEAD_BYTES_MAX + (64 << 10));
+
+        let mut store = PageStore::open(backend, "p/", 4096, 1, map);
+        let before = counting.gets();
+        for i in (0..600u32).rev().step_by(3) {
+            store.read_page(i, &mut out).unwrap();
+            assert_eq!(out, page(i as u8), "page {i}");
+        }
+        assert_eq!(
+            counting.gets() - before,
+            1 + 200,
+            "one read each, no readahead"
+        );
+        assert_eq!(store.stats().pages_read_ahead, 0);
+    }
+
+    #[test]
+    fn a_corrupt_record_inside_a_readahead_window_is_refused_alone() {
+        let mem = Arc::new(MemStore::new());
+        let backend: Arc<dyn StorageBackend> = mem.clone();
+        let map = committed_pages(&backend, 40);
+        let key = backend.list("p/segments/").unwrap().remove(0);
+        let record = RECORD_HEADER_BYTES + 4096;
+        assert!(mem.flip_bit(&key, SEGMENT_HEADER_BYTES + 10 * record + 500, 1));
+        let mut store = PageStore::open(backend, "p/", 4096, 1, map);
+        let mut out = page(0);
+        for i in 0..40u32 {
+            let read = store.read_page(i, &mut out);
+            if i == 10 {
+                assert!(
+                    matches!(read, Err(PageStoreError::Corrupt { .. })),
+                    "page 10 must be refused"
+                );
+                assert_ne!(out, page(10), "corrupt bytes are never returned");
+            } else {
+                assert!(read.unwrap(), "page {i}");
+                assert_eq!(out, page(i as u8), "page {i}");
+            }
+        }
+        assert!(
+            store.stats().pages_read_ahead > 20,
+            "pages around it came from the window"
+        );
+    }
+
+    #[test]
+    fn loaded_chunks_stay_within_the_limit() {
+        let backend: Arc<dyn StorageBackend> = Arc::new(MemStore::new());
+        let mut store = PageStore::open(backend.clone(), "p/", 4096, 0, PageMapRef::default());
+        store.set_chunks_loaded_max(2);
+        // Dirty chunks are written early (and rewritten) to make room.
+        let pages: Vec<u32> = (0..6)
+            .flat_map(|c| [c * CHUNK_PAGES, c * CHUNK_PAGES + 7])
+            .collect();
+        for round in 0..3u8 {
+            for &p in &pages {
+                store.write_page(p, &page(round + p as u8)).unwrap();
+                assert!(store.chunks.len() <= 2);
+            }
+        }
+        let mut out = page(0);
+        for &p in &pages {
+            assert!(!store.page_never_written(p) || store.chunks.contains_key(&(p / CHUNK_PAGES)));
+            store.read_page(p, &mut out).unwrap();
+            assert_eq!(out, page(2 + p as u8), "page {p} before the commit");
+        }
+        assert!(store.stats().chunks_evicted > 10);
+        let map = store.commit_maps().unwrap();
+        assert_eq!(map.chunks.len(), 6);
+        store.committed(map.clone());
+        // Clean chunks are dropped and reloaded.
+        for &p in pages.iter().rev() {
+            store.read_page(p, &mut out).unwrap();
+            assert_eq!(out, page(2 + p as u8), "page {p} after the commit");
+        }
+        assert!(store.memory_bytes() <= SEGMENT_BYTES_MAX + 2 * (64 << 10) + READAHEAD_BYTES_MAX);
+        let mut reopened = PageStore::open(backend, "p/", 4096, 1, map);
+        reopened.set_chunks_loaded_max(1);
+        for &p in &pages {
+            reopened.read_page(p, &mut out).unwrap();
+            assert_eq!(out, page(2 + p as u8), "page {p} reopened");
+            assert_eq!(reopened.chunks.len(), 1);
+        }
+    }
+
+    #[test]
+    fn dead_segments_of_the_epoch_being_built_are_dropped() {
+        let mem = Arc::new(MemStore::new());
+        let backend: Arc<dyn StorageBackend> = mem.clone();
+        let mut store = PageStore::open(backend.clone(), "p/", 4096, 0, PageMapRef::default());
+        // The same ten pages, written back again and again: 100 segments' worth.
+        for round in 0..2600u32 {
+            store.write_page(round % 10, &page(round as u8)).unwrap();
+        }
+        assert!(store.stats().segments_written >= 10);
+        assert!(
+            backend.list("p/segments/").unwrap().len() <= 2,
+            "superseded segments are deleted at once"
+        );
+        let map = store.commit_maps().unwrap();
+        let mut out = page(0);
+        let mut reopened = PageStore::open(backend, "p/", 4096, 1, map);
+        for p in 0..10u32 {
+            reopened.read_page(p, &mut out).unwrap();
+            assert_eq!(out, page((2590 + p) as u8));
+        }
+        assert!(mem.bytes_stored() < 3 * SEGMENT_BYTES_MAX);
+    }
+
+    #[test]
+    fn compaction_moves_the_live_records_of_sparse_segments() {
+        let mem = Arc::new(MemStore::new());
+        let backend: Arc<dyn StorageBackend> = mem.clone();
+        let mut store = PageStore::open(backend.clone(), "p/", 4096, 0, PageMapRef::default());
+        store.set_compaction_bytes_max(0);
+        for i in 0..300u32 {
+            store.write_page(i, &page(i as u8)).unwrap();
+        }
+        let map = store.commit_maps().unwrap();
+        store.committed(map.clone());
+        // Supersede most of the first (full) segment and a few of the second.
+        for i in (0..250u32).chain(260..270) {
+            store.write_page(i, &page(i as u8 ^ 0xff)).unwrap();
+        }
+        let report = store.compact(COMPACTION_BYTES_MAX).unwrap();
+        assert_eq!(report.segments, 1, "only the sparse segment");
+        let capacity = u64::from(segment_capacity(4096));
+        assert_eq!(
+            report.pages,
+            capacity - 250,
+            "pages 250..capacity were still live"
+        );
+        let map = store.commit_maps().unwrap();
+        assert!(
+            !map.segments.keys().any(|id| id.epoch == 1 && id.seq == 0),
+            "the sparse segment is unreferenced: {map:?}"
+        );
+        let mut reopened = PageStore::open(backend, "p/", 4096, 2, map);
+        let mut out = page(0);
+        for i in 0..300u32 {
+            reopened.read_page(i, &mut out).unwrap();
+            let changed = i < 250 || (260..270).contains(&i);
+            assert_eq!(out, page(if changed { i as u8 ^ 0xff } else { i as u8 }));
+        }
+    }
+
+    #[test]
+    fn compaction_leaves_damaged_records_in_place() {
+        let mem = Arc::new(MemStore::new());
+        let backend: Arc<dyn StorageBackend> = mem.clone();
+        let mut store = PageStore::open(backend.clone(), "p/", 4096, 0, PageMapRef::default());
+        for i in 0..10u32 {
+            store.write_page(i, &page(i as u8)).unwrap();
+        }
+        let map = store.commit_maps().unwrap();
+        store.committed(map);
+        let key = backend.list("p/segments/").unwrap().remove(0);
+        let record = RECORD_HEADER_BYTES + 4096;
+        assert!(mem.flip_bit(&key, SEGMENT_HEADER_BYTES + 3 * record + 100, 0));
+        for i in 4..10u32 {
+            store.write_page(i, &page(0xee)).unwrap();
+        }
+        let report = store.compact(COMPACTION_BYTES_MAX).unwrap();
+        assert_eq!((report.pages, report.records_damaged), (3, 1));
+        let mut out = page(0);
+        assert!(matches!(
+            store.read_page(3, &mut out),
+            Err(PageStoreError::Corrupt { .. })
+        ));
+        store.read_page(2, &mut out).unwrap();
+        assert_eq!(out, page(2));
     }
 }

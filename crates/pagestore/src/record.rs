@@ -99,6 +99,20 @@ pub fn encode_record(out: &mut Vec<u8>, page: u32, epoch: u64, data: &[u8]) {
     out.extend_from_slice(data);
 }
 
+/// Writes a page record over `slot`, which must be exactly one record long.
+///
+/// # Panics
+/// If `slot` is not `RECORD_HEADER_BYTES + data.len()` bytes.
+pub fn encode_record_in(slot: &mut [u8], page: u32, epoch: u64, data: &[u8]) {
+    assert_eq!(slot.len(), RECORD_HEADER_BYTES + data.len(), "record slot");
+    slot[0..4].copy_from_slice(&RECORD_MAGIC);
+    slot[4..8].copy_from_slice(&page.to_le_bytes());
+    slot[8..16].copy_from_slice(&epoch.to_le_bytes());
+    slot[16..20].copy_from_slice(&(data.len() as u32).to_le_bytes());
+    slot[20..24].copy_from_slice(&record_checksum(page, epoch, data).to_le_bytes());
+    slot[RECORD_HEADER_BYTES..].copy_from_slice(data);
+}
+
 /// Why stored bytes were rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FormatError {
@@ -237,6 +251,9 @@ mod tests {
         let mut out = vec![0; 4096];
         decode_record(&bytes, 5, 9, &mut out).unwrap();
         assert_eq!(out, data);
+        let mut slot = vec![0xaa; bytes.len()];
+        encode_record_in(&mut slot, 5, 9, &data);
+        assert_eq!(slot, bytes, "both encodings agree");
         assert!(matches!(
             decode_record(&bytes, 6, 9, &mut out),
             Err(FormatError::Misdirected { .. })

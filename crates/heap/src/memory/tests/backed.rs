@@ -449,3 +449,68 @@ fn a_bit_flip_in_a_stored_page_is_reported_as_corrupt() {
     assert_eq!(buf, [0; 8], "corrupt bytes are never returned");
     restored.check_paging_invariants();
 }
+
+/// A memory of `pages` pages, page `p` filled with `p % 250 + 1`, checkpointed to a
+/// fresh store; returns the store's map.
+fn committed_memory(backend: &Arc<dyn StorageBackend>, pages: u64) -> PageMapRef {
+    let mut memory = memory_of_pages(pages);
+    memory.attach_store(open_store(backend), Some(4)).unwrap();
+    for page in 0..pages {
+        memory
+            .write(page * PAGE, &vec![(page % 250) as u8 + 1; PAGE_SIZE])
+            .unwrap();
+    }
+    memory.write_back_dirty().unwrap();
+    let store = memory.store_mut().unwrap();
+    let map = store.commit_maps().unwrap();
+    store.committed(map.clone());
+    map
+}
+
+#[test]
+fn a_sequential_scan_faults_pages_in_from_readahead_windows() {
+    let (_, backend) = mem_backend();
+    let map = committed_memory(&backend, 300);
+    let mut memory = memory_of_pages(300);
+    let store = PageStore::open(backend, PREFIX, PAGE_SIZE, 1, map);
+    memory.attach_store(store, Some(4)).unwrap();
+    for page in 0..300u64 {
+        assert_eq!(
+            memory.load::<1>(page * PAGE + 7),
+            Ok([(page % 250) as u8 + 1])
+        );
+    }
+    memory.check_paging_invariants();
+    let stats = memory.page_store().unwrap().stats();
+    assert_eq!(stats.pages_read, 300);
+    assert!(
+        stats.pages_read_ahead > 250,
+        "most faults need no I/O: {stats:?}"
+    );
+}
+
+#[test]
+fn a_corrupt_record_in_a_readahead_window_poisons_only_when_reached() {
+    let (mem, backend) = mem_backend();
+    let map = committed_memory(&backend, 40);
+    let key = backend
+        .list(&format!("{PREFIX}segments/"))
+        .unwrap()
+        .remove(0);
+    let record = RECORD_HEADER_BYTES + PAGE_SIZE;
+    assert!(mem.flip_bit(&key, SEGMENT_HEADER_BYTES + 20 * record + 64, 2));
+    let mut memory = memory_of_pages(40);
+    let store = PageStore::open(backend, PREFIX, PAGE_SIZE, 1, map);
+    memory.attach_store(store, Some(4)).unwrap();
+    for page in 0..20u64 {
+        assert_eq!(memory.load::<1>(page * PAGE), Ok([page as u8 + 1]));
+    }
+    assert!(memory.page_store().unwrap().stats().pages_read_ahead > 10);
+    assert!(memory.storage_error().is_none(), "page 20 was not used yet");
+    assert_eq!(memory.load::<1>(20 * PAGE), Err(OutOfBounds));
+    assert!(matches!(
+        memory.storage_error(),
+        Some(PageStoreError::Corrupt { .. })
+    ));
+    memory.check_paging_invariants();
+}
