@@ -29,7 +29,7 @@ use ferrite_process::{
     ResumeReport,
 };
 use ferrite_vm::StackLimits;
-use std::fmt::Write as _;
+use std::{fmt::Write as _, io::IsTerminal};
 use std::{
     path::{Path, PathBuf},
     process::ExitCode,
@@ -326,7 +326,6 @@ pub fn resume(options: &ResumeOptions) -> ExitCode {
     };
     let process_options = ProcessOptions {
         physical_heap_bytes: options.persist.physical_heap,
-        prefetch: options.prefetch,
         ..ProcessOptions::default()
     };
     let requests = match Requests::install(options.persist.checkpoint_every) {
@@ -334,7 +333,7 @@ pub fn resume(options: &ResumeOptions) -> ExitCode {
         Err(message) => return fail(&message),
     };
     match Process::resume(backend, Some(lock), name, &process_options) {
-        Ok((process, report)) => {
+        Ok((mut process, mut report)) => {
             for (epoch, reason) in &report.skipped {
                 eprintln!(
                     "warning: checkpoint {epoch} of {name} is damaged ({reason}); \
@@ -345,11 +344,40 @@ pub fn resume(options: &ResumeOptions) -> ExitCode {
             for lost in &report.lost {
                 eprintln!("warning: {name}: {lost}; the program sees EIO on it");
             }
+            if options.prefetch {
+                match prefetch(&mut process) {
+                    Ok(pages) => report.prefetched = pages,
+                    Err(error) => return stopped(&process, &error),
+                }
+            }
             drive(process, &options.persist, Some(&requests), Some(&report))
         }
         Err(ProcessError::Finished { status, .. }) => replay(name, &status),
         Err(error) => fail(&error.to_string()),
     }
+}
+
+/// Reads the pages resident at the checkpoint, with a progress bar on a
+/// terminal when there are many.
+fn prefetch(process: &mut Process) -> Result<usize, ProcessError> {
+    /// Fewer pages than this are read without a progress bar.
+    const PROGRESS_PAGES_MIN: usize = 4096;
+    let mut bar: Option<indicatif::ProgressBar> = None;
+    let pages = process.prefetch(&mut |done, total| {
+        if total < PROGRESS_PAGES_MIN || !std::io::stderr().is_terminal() {
+            return;
+        }
+        let bar = bar.get_or_insert_with(|| {
+            let bar = indicatif::ProgressBar::new(total as u64);
+            bar.set_message("prefetching pages");
+            bar
+        });
+        bar.set_position(done as u64);
+    })?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    Ok(pages)
 }
 
 /// Reports the recorded outcome of a process that already ended, as its run

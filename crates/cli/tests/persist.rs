@@ -249,6 +249,7 @@ fn kill_9_a_dozen_times_then_resume_gives_the_uninterrupted_result() {
             "--store",
             store_arg,
             "k",
+            "--prefetch",
             "--physical-heap",
             "2MiB",
             "--checkpoint-every",

@@ -37,8 +37,6 @@ pub struct ProcessOptions {
     pub physical_heap_bytes: Option<u64>,
     /// Checkpoints kept by garbage collection after each commit (at least 1).
     pub checkpoints_kept: usize,
-    /// Whether a resume reads the pages resident at the checkpoint up front.
-    pub prefetch: bool,
     /// Whether checkpoints are committed at all: a scratch process (a plain
     /// `ferrite run --physical-heap`) only uses its store as swap.
     pub persistent: bool,
@@ -50,7 +48,6 @@ impl Default for ProcessOptions {
             stack_limits: StackLimits::default(),
             physical_heap_bytes: None,
             checkpoints_kept: 2,
-            prefetch: false,
             persistent: true,
         }
     }
@@ -143,7 +140,7 @@ pub struct ResumeReport {
     pub skipped: Vec<(u64, String)>,
     /// Descriptors the WASI host could not reopen (the guest sees `EIO`).
     pub lost: Vec<String>,
-    /// Pages read ahead (with [`ProcessOptions::prefetch`]).
+    /// Pages read ahead by [`Process::prefetch`] (filled in by its caller).
     pub prefetched: usize,
     /// From the start of `resume` to the process being ready to run.
     pub ready_after: Duration,
@@ -191,6 +188,8 @@ pub struct Process {
     stats: ProcessStats,
     /// Set by a failed checkpoint or storage error: the process must stop.
     poisoned: Option<String>,
+    /// The pages resident at the checkpoint resumed from, for [`Process::prefetch`].
+    prefetch_pages: Vec<u32>,
 }
 
 impl Process {
@@ -271,6 +270,7 @@ impl Process {
             checkpoint_count: 0,
             stats: ProcessStats::default(),
             poisoned: None,
+            prefetch_pages: Vec::new(),
         };
         process.attach_heap(None)?;
         if options.persistent {
@@ -376,6 +376,7 @@ impl Process {
             checkpoint_count: body.checkpoint_count,
             stats: ProcessStats::default(),
             poisoned: None,
+            prefetch_pages: Vec::new(),
         };
         process.options.stack_limits = stack_limits;
         process.attach_heap(Some(&manifest))?;
@@ -394,17 +395,46 @@ impl Process {
             prefetched: 0,
             ready_after: Duration::ZERO,
         };
-        if options.prefetch {
-            if let Some(memory) = process.memory {
-                let heap = process.store.memory_mut(memory);
-                report.prefetched = heap.prefetch(&manifest.body.resident_pages);
-                if let Some(error) = heap.storage_error() {
-                    return Err(ProcessError::Storage(error.to_string()));
-                }
-            }
-        }
+        process
+            .prefetch_pages
+            .clone_from(&manifest.body.resident_pages);
         report.ready_after = began.elapsed();
         Ok((process, report))
+    }
+
+    /// Reads the pages that were resident at the checkpoint this process resumed
+    /// from (as many as the physical heap holds), calling `progress(done,
+    /// total)` along the way. Optional: without it the pages fault in when used.
+    ///
+    /// # Errors
+    /// [`ProcessError::Storage`] if a page cannot be read (the process stops).
+    pub fn prefetch(
+        &mut self,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<usize, ProcessError> {
+        /// Pages read between two progress reports.
+        const BATCH_PAGES: usize = 256;
+        let pages = std::mem::take(&mut self.prefetch_pages);
+        let Some(memory) = self.memory else {
+            return Ok(0);
+        };
+        let heap = self.store.memory_mut(memory);
+        let mut read = 0;
+        for (index, batch) in pages.chunks(BATCH_PAGES).enumerate() {
+            read += heap.prefetch(batch);
+            progress(
+                (index * BATCH_PAGES + batch.len()).min(pages.len()),
+                pages.len(),
+            );
+            if heap
+                .frames_max()
+                .is_some_and(|max| heap.resident_pages() >= max)
+            {
+                break;
+            }
+        }
+        self.check_heap()?;
+        Ok(read)
     }
 
     /// Opens the page store after `committed` and attaches it to the heap, with

@@ -256,3 +256,32 @@ fn start_refuses_an_existing_name_and_resume_a_finished_one() {
         Err(ProcessError::NoCheckpoint(_))
     ));
 }
+
+/// A resume reads nothing up front; `prefetch` reads the pages that were
+/// resident at the checkpoint (up to the physical heap) and the run still ends
+/// with the uninterrupted result.
+#[test]
+fn resume_is_lazy_and_prefetch_reads_the_resident_pages() {
+    let expected = expected();
+    let backend: Arc<dyn StorageBackend> = Arc::new(MemStore::new());
+    let mut process = Process::start(backend.clone(), None, launch("p"), &options(8)).unwrap();
+    assert_eq!(process.run_for(5_000).unwrap(), Outcome::Interrupted);
+    process.checkpoint().unwrap();
+    drop(process);
+
+    let (lazy, _) = Process::resume(backend.clone(), None, "p", &options(8)).unwrap();
+    let stats = lazy.stats();
+    assert_eq!((stats.heap.page_faults, stats.heap.resident_pages), (0, 0));
+    drop(lazy);
+
+    let (mut process, _) = Process::resume(backend, None, "p", &options(8)).unwrap();
+    let mut reports = Vec::new();
+    let read = process
+        .prefetch(&mut |done, total| reports.push((done, total)))
+        .unwrap();
+    assert!(read > 0 && read <= 8, "{read}");
+    assert_eq!(process.stats().heap.resident_pages, read);
+    let (done, total) = *reports.last().unwrap();
+    assert!(done <= total && total >= read);
+    assert_eq!(returned(process.run().unwrap()), expected);
+}
