@@ -402,3 +402,79 @@ fn send_signal(pid: u32, signal: i32) {
         .unwrap();
     assert!(status.success());
 }
+
+/// A WASI program that prints and writes a file while it computes, killed with
+/// SIGKILL a few times and resumed: it exits with the uninterrupted run's status
+/// and last line, and its file (rewritten at checkpointed offsets, not rolled
+/// back) ends up identical.
+#[test]
+fn a_wasi_program_killed_and_resumed_ends_as_uninterrupted() {
+    let journal = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/wasi/journal.wasm");
+    let journal = journal.to_str().unwrap();
+    let base = temp_store("journal");
+    let (plain_dir, kept_dir) = (base.join("plain"), base.join("kept"));
+    fs::create_dir_all(&plain_dir).unwrap();
+    fs::create_dir_all(&kept_dir).unwrap();
+    let dir_arg = |dir: &Path| format!("{}::/out", dir.display());
+    let plain = ferrite(&["run", "--dir", &dir_arg(&plain_dir), journal, "12"]);
+    let plain_stdout = text(&plain.stdout);
+    assert!(plain_stdout.ends_with("\n") && plain_stdout.contains("done: "));
+
+    let store = base.join("store");
+    let store_arg = store.to_str().unwrap();
+    let kept_arg = dir_arg(&kept_dir);
+    let mut child = spawn(&[
+        "run",
+        "--store",
+        store_arg,
+        "--name",
+        "j",
+        "--physical-heap",
+        "16MiB",
+        "--checkpoint-every",
+        "30ms",
+        "--dir",
+        &kept_arg,
+        journal,
+        "12",
+    ]);
+    let mut kills = 0;
+    for delay in [150, 90, 260, 120, 200] {
+        sleep(Duration::from_millis(delay));
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        kills += 1;
+        child = spawn(&[
+            "resume",
+            "--store",
+            store_arg,
+            "j",
+            "--physical-heap",
+            "16MiB",
+            "--checkpoint-every",
+            "30ms",
+        ]);
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        plain.status.code(),
+        "{}",
+        text(&out.stderr)
+    );
+    let last = |s: &str| s.lines().last().unwrap_or("").to_string();
+    assert_eq!(
+        last(&text(&out.stdout)),
+        last(&plain_stdout),
+        "after {kills} kills"
+    );
+    assert_eq!(
+        fs::read(kept_dir.join("journal.txt")).unwrap(),
+        fs::read(plain_dir.join("journal.txt")).unwrap(),
+        "after {kills} kills"
+    );
+    assert!(kills >= 2, "only {kills} kills");
+}
