@@ -285,3 +285,44 @@ fn resume_is_lazy_and_prefetch_reads_the_resident_pages() {
     assert!(done <= total && total >= read);
     assert_eq!(returned(process.run().unwrap()), expected);
 }
+
+/// Recovery writes too (it sets a damaged manifest aside and removes the
+/// remains of an uncommitted checkpoint); a crash or error at any of those
+/// writes leaves a store that the next resume recovers from, to the same end.
+#[test]
+fn a_crash_during_recovery_is_recovered_from() {
+    let expected = expected();
+    for fault in [Fault::IoError, Fault::Crash, Fault::CrashAfter] {
+        for at in 1..5 {
+            let memory = Arc::new(MemStore::new());
+            let backend: Arc<dyn StorageBackend> = memory.clone();
+            let mut process =
+                Process::start(backend.clone(), None, launch("p"), &options(4)).unwrap();
+            for _ in 0..3 {
+                assert_eq!(process.run_for(2_000).unwrap(), Outcome::Interrupted);
+                process.checkpoint().unwrap();
+            }
+            // Work after the last checkpoint, evicted into the next epoch's
+            // objects, then a crash; and the newest manifest damaged.
+            assert_eq!(process.run_for(4_000).unwrap(), Outcome::Interrupted);
+            drop(process);
+            let newest = backend.list("procs/p/manifests/").unwrap().pop().unwrap();
+            assert!(memory.flip_bit(&newest, 30, 2));
+
+            let faulty: Arc<dyn StorageBackend> =
+                Arc::new(FaultyStore::new(memory.clone(), at, fault));
+            // Whatever this attempt does, it must not hurt the store.
+            if let Ok((mut process, _)) = Process::resume(faulty, None, "p", &options(4)) {
+                let _ = process.run_for(3_000);
+            }
+            let (mut process, report) =
+                Process::resume(backend.clone(), None, "p", &options(4)).unwrap();
+            assert_eq!(report.epoch, 3, "{fault:?} at {at}");
+            assert_eq!(
+                returned(process.run().unwrap()),
+                expected,
+                "{fault:?} at {at}"
+            );
+        }
+    }
+}
