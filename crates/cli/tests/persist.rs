@@ -418,7 +418,7 @@ fn a_wasi_program_killed_and_resumed_ends_as_uninterrupted() {
     let dir_arg = |dir: &Path| format!("{}::/out", dir.display());
     let plain = ferrite(&["run", "--dir", &dir_arg(&plain_dir), journal, "12"]);
     let plain_stdout = text(&plain.stdout);
-    assert!(plain_stdout.ends_with("\n") && plain_stdout.contains("done: "));
+    assert!(plain_stdout.ends_with('\n') && plain_stdout.contains("done: "));
 
     let store = base.join("store");
     let store_arg = store.to_str().unwrap();

@@ -530,6 +530,7 @@ impl Process {
                     self.check_heap()?;
                     return Ok(Outcome::Trapped(trap));
                 }
+                Err(Error::Storage(message)) => return Err(ProcessError::Storage(message)),
                 Err(other) => return Err(other.into()),
             };
             match outcome {

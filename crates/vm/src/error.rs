@@ -23,6 +23,10 @@ pub enum Error {
     /// Execution trapped.
     #[error("wasm trap: {0}")]
     Trap(#[from] Trap),
+    /// A memory's backing store failed (I/O, corruption) while the code touched
+    /// a page: the memory is poisoned and the execution cannot go on.
+    #[error("storage error: {0}")]
+    Storage(String),
     /// The embedder misused the API (wrong argument count or type, unknown export...).
     #[error("{0}")]
     Usage(String),

@@ -217,6 +217,13 @@ impl Execution {
             }
             Err(code) => {
                 self.state = State::Done;
+                // A page that could not be read or written back surfaces as an
+                // out-of-bounds access; the memory latched the real cause.
+                if code == TrapCode::MemoryOutOfBounds {
+                    if let Some(error) = store.memories.iter().find_map(|m| m.storage_error()) {
+                        return Err(Error::Storage(error.to_string()));
+                    }
+                }
                 Err(Trap::with_backtrace(code, self.backtrace(store)).into())
             }
         }
