@@ -35,7 +35,7 @@ use std::{
     process::ExitCode,
     sync::{
         atomic::{AtomicBool, AtomicUsize, Ordering},
-        Arc,
+        mpsc, Arc,
     },
     time::{Duration, Instant},
 };
@@ -176,6 +176,8 @@ struct Requests {
     checkpoint: Arc<AtomicBool>,
     /// The process's interrupt flag, raised with either of the above.
     interrupt: Arc<AtomicBool>,
+    /// Tells the `--checkpoint-every` timer that a checkpoint completed.
+    checkpointed: Option<mpsc::Sender<()>>,
 }
 
 impl Requests {
@@ -185,10 +187,11 @@ impl Requests {
     fn install(every: Option<Duration>) -> Result<Self, String> {
         use signal_hook::{consts, flag};
         let interrupt = Arc::new(AtomicBool::new(false));
-        let requests = Requests {
+        let mut requests = Requests {
             stop: Arc::new(AtomicUsize::new(0)),
             checkpoint: Arc::new(AtomicBool::new(false)),
             interrupt: interrupt.clone(),
+            checkpointed: None,
         };
         let stopping = Arc::new(AtomicBool::new(false));
         let error = |e: std::io::Error| format!("cannot install signal handlers: {e}");
@@ -205,12 +208,25 @@ impl Requests {
         flag::register(consts::SIGUSR1, interrupt.clone()).map_err(error)?;
         if let Some(every) = every {
             let (checkpoint, interrupt) = (requests.checkpoint.clone(), interrupt.clone());
+            let (done, checkpointed) = mpsc::channel();
+            requests.checkpointed = Some(done);
+            // DURATION counts running time: it restarts when any checkpoint
+            // completes, so a slow checkpoint is never followed at once by the
+            // next one.
             std::thread::Builder::new()
                 .name("checkpoint-timer".into())
                 .spawn(move || loop {
-                    std::thread::sleep(every);
-                    checkpoint.store(true, Ordering::SeqCst);
-                    interrupt.store(true, Ordering::SeqCst);
+                    match checkpointed.recv_timeout(every) {
+                        Ok(()) => {}
+                        Err(mpsc::RecvTimeoutError::Timeout) => {
+                            checkpoint.store(true, Ordering::SeqCst);
+                            interrupt.store(true, Ordering::SeqCst);
+                            if checkpointed.recv().is_err() {
+                                break;
+                            }
+                        }
+                        Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                    }
                 })
                 .map_err(|e| format!("cannot start the checkpoint timer: {e}"))?;
         }
@@ -531,7 +547,11 @@ fn drive(
                 );
                 break ExitCode::from(128 + stop as u8);
             }
-            Ok(_) => {}
+            Ok(_) => {
+                if let Some(done) = &requests.checkpointed {
+                    let _ = done.send(());
+                }
+            }
             Err(error) => break stopped(&process, &error),
         }
     };

@@ -27,7 +27,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         store.write_page(i, &page)?;
     }
     let map = store.commit_maps()?;
-    println!("write+commit {mib} MiB: {:.2} s", began.elapsed().as_secs_f64());
+    println!(
+        "write+commit {mib} MiB: {:.2} s",
+        began.elapsed().as_secs_f64()
+    );
     drop(store);
     let dropped = std::fs::write("/proc/sys/vm/drop_caches", "3").is_ok();
     println!("page cache dropped: {dropped}");

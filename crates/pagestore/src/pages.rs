@@ -54,7 +54,7 @@ pub const CHUNKS_LOADED_MAX: usize = 32;
 /// Least and most segment bytes a commit reads to compact sparse segments; in
 /// between, twice what the epoch wrote, so that compaction frees at least as
 /// much as the epoch made dead.
-pub const COMPACTION_BYTES_MIN: u64 = 4 << 20;
+pub const COMPACTION_BYTES_MIN: u64 = SEGMENT_BYTES_MAX as u64;
 /// See [`COMPACTION_BYTES_MIN`].
 pub const COMPACTION_BYTES_MAX: u64 = 64 << 20;
 
@@ -685,7 +685,13 @@ impl PageStore {
         let budget = (2 * self.bytes_appended)
             .clamp(COMPACTION_BYTES_MIN, COMPACTION_BYTES_MAX)
             .min(self.compaction_bytes_max);
-        if budget > 0 {
+        // Only while the segments hold more than twice the live records: below
+        // that, the store is within its bound and a checkpoint taken every few
+        // milliseconds should not pay for moving pages around.
+        let (records, live) = self.segments.values().fold((0u64, 0u64), |(r, l), counts| {
+            (r + u64::from(counts.records), l + u64::from(counts.live))
+        });
+        if budget > 0 && records > 2 * live {
             self.compact(budget)?;
         }
         self.flush_segment()?;
@@ -1017,9 +1023,12 @@ mod tests {
         let mem = Arc::new(MemStore::new());
         let backend: Arc<dyn StorageBackend> = mem.clone();
         let mut store = PageStore::open(backend.clone(), "p/", 4096, 0, PageMapRef::default());
-        // The same ten pages, written back again and again: 100 segments' worth.
+        // 300 pages, more than a segment holds, written back again and again:
+        // about ten segments' worth, each superseded by the next rounds (a page
+        // whose latest version is still in the open segment would be replaced in
+        // place instead).
         for round in 0..2600u32 {
-            store.write_page(round % 10, &page(round as u8)).unwrap();
+            store.write_page(round % 300, &page(round as u8)).unwrap();
         }
         assert!(store.stats().segments_written >= 10);
         assert!(
@@ -1029,9 +1038,11 @@ mod tests {
         let map = store.commit_maps().unwrap();
         let mut out = page(0);
         let mut reopened = PageStore::open(backend, "p/", 4096, 1, map);
-        for p in 0..10u32 {
+        for p in 0..300u32 {
             reopened.read_page(p, &mut out).unwrap();
-            assert_eq!(out, page((2590 + p) as u8));
+            // The last round that wrote page p: 2400 + p, or 2100 + p past 2599.
+            let round = if 2400 + p < 2600 { 2400 + p } else { 2100 + p };
+            assert_eq!(out, page(round as u8), "page {p}");
         }
         assert!(mem.bytes_stored() < 3 * SEGMENT_BYTES_MAX);
     }
