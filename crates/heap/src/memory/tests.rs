@@ -405,14 +405,18 @@ fn store_after_load_of_an_unmapped_page_is_visible() {
 
 #[test]
 fn tlb_conflicts_keep_translations_apart() {
-    // Pages `TLB_ENTRIES` apart share a TLB slot; alternate between them.
-    let slots = crate::tlb::TLB_ENTRIES as u64;
-    let pages = slots * 2 + 1;
-    let wasm_pages = (pages * PAGE).div_ceil(WASM_PAGE_SIZE) as u32;
+    // Three pages that share a TLB slot; alternate between them.
+    let next = crate::tlb::Tlb::next_page_in_slot;
+    let (first, second) = (1, next(1));
+    let third = next(second);
+    let wasm_pages = ((third + 1) * PAGE).div_ceil(WASM_PAGE_SIZE) as u32;
     let mut model = Model::new(wasm_pages, None);
     for round in 0..3u8 {
-        for page in [0, slots, 2 * slots, 0, 2 * slots] {
-            model.store(page * PAGE + u64::from(round), [round + page as u8 + 1]);
+        for page in [first, second, third, first, third] {
+            model.store(
+                page * PAGE + u64::from(round),
+                [(page as u8).wrapping_add(round + 1)],
+            );
             model.load::<1>(page * PAGE + u64::from(round));
             model.load::<4>(page * PAGE);
         }
