@@ -626,7 +626,8 @@ fn print_stats(stats: &ProcessStats, elapsed: Duration, resumed: Option<&ResumeR
          \x20 page faults   {} read from the store, {} zero-filled\n\
          \x20 evictions     {} ({} written back)\n\
          \x20 resident      {} pages now, limit {}\n\
-         \x20 store I/O     {:.2} MiB read, {:.2} MiB written\n\
+         \x20 store I/O     {:.2} MiB read ({} pages read ahead), {:.2} MiB written\n\
+         \x20 compaction    {} pages moved, {} dead segments dropped\n\
          \x20 checkpoints   {} ({} pages written), pause total {:.2} ms, max {:.2} ms\n",
         ms(elapsed),
         heap.page_faults,
@@ -637,7 +638,10 @@ fn print_stats(stats: &ProcessStats, elapsed: Duration, resumed: Option<&ResumeR
         heap.frames_max
             .map_or_else(|| "none".to_string(), |frames| frames.to_string()),
         mib(stats.store.bytes_read),
+        stats.store.pages_read_ahead,
         mib(stats.store.bytes_written),
+        stats.store.pages_compacted,
+        stats.store.segments_dropped,
         stats.checkpoints,
         stats.pages_checkpointed,
         ms(stats.pause_total),

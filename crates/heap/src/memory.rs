@@ -343,10 +343,51 @@ impl LinearMemory {
         if dst == src || len == 0 {
             return Ok(());
         }
-        if self.backing.is_some() {
-            return self.copy_backed(dst, src, len);
+        if self.backing.is_some() && !self.resident_for_copy(dst, src, len) {
+            // Fault the target pages in ascending order while there is room, so
+            // that they get adjacent frames and later copies run frame run by
+            // frame run; else copy page by page.
+            self.fault_in_copy_targets(dst, len)?;
+            if !self.resident_for_copy(dst, src, len) {
+                return self.copy_backed(dst, src, len);
+            }
         }
         self.map_copy_targets(dst, src, len);
+        self.copy_runs(dst, src, len);
+        Ok(())
+    }
+
+    /// With a store: whether every page of both ranges is resident (and the
+    /// store has not failed), in which case they are touched (the target pages
+    /// marked dirty) and the copy can run frame run by frame run as without a
+    /// store. The common case when the working set fits the physical heap.
+    fn resident_for_copy(&mut self, dst: u64, src: u64, len: u64) -> bool {
+        let pages = |addr: u64| {
+            let first = page_of(addr);
+            (first, (page_of(addr + len - 1).0 - first.0) as usize + 1)
+        };
+        let ((source, sources), (target, targets)) = (pages(src), pages(dst));
+        if !self.table.all_mapped(source, sources) || !self.table.all_mapped(target, targets) {
+            return false;
+        }
+        let Some(backing) = self.backing.as_deref_mut() else {
+            return false;
+        };
+        if backing.error.is_some() {
+            return false;
+        }
+        for (first, count, write) in [(source, sources, false), (target, targets, true)] {
+            for page in first.0..first.0 + count as u32 {
+                let frame = self.table.get(PageIndex(page)).expect("checked mapped");
+                backing.touch(frame, write);
+            }
+        }
+        true
+    }
+
+    /// The copy of [`Self::copy_within`] once every target page that receives a
+    /// non-zero byte is mapped.
+    fn copy_runs(&mut self, dst: u64, src: u64, len: u64) {
         // Copy in pieces that lie within one source and one target run. Copying
         // upwards walks from the end so that no piece overwrites source bytes that a
         // later piece still has to read; copying downwards walks from the start.
@@ -368,7 +409,6 @@ impl LinearMemory {
                 rest -= piece;
             }
         }
-        Ok(())
     }
 
     /// Maps every unmapped page of the target range `[dst, dst + len)` that the copy

@@ -13,8 +13,9 @@
 
 use super::{offset_of, page_of, room_above, room_below, LinearMemory, PageChunks};
 use crate::{
-    backing::Backing, frame_pool::FrameIndex, out_of_bounds, EvictionPolicy, HeapError,
-    OutOfBounds, PageStore, PageStoreError, PAGE_SIZE,
+    backing::Backing,
+    frame_pool::{FrameIndex, Span},
+    out_of_bounds, EvictionPolicy, HeapError, OutOfBounds, PageStore, PageStoreError, PAGE_SIZE,
 };
 use ferrite_core::PageIndex;
 use std::sync::Arc;
@@ -416,6 +417,26 @@ impl LinearMemory {
         Ok(())
     }
 
+    /// Faults in every non-resident page of `[dst, dst + len)` for writing, in
+    /// ascending order, if the physical heap has a free frame for each (never
+    /// evicting). Pages that end up not written keep their zeros.
+    pub(super) fn fault_in_copy_targets(&mut self, dst: u64, len: u64) -> Result<(), OutOfBounds> {
+        let (first, last) = (page_of(dst).0, page_of(dst + len - 1).0);
+        let missing = (first..=last)
+            .filter(|&page| self.table.get(PageIndex(page)).is_none())
+            .count();
+        let free = self.backing().frames_max.saturating_sub(self.frames.len());
+        if missing == 0 || missing > free {
+            return Ok(());
+        }
+        for page in first..=last {
+            if self.table.get(PageIndex(page)).is_none() {
+                self.frame_for(PageIndex(page), Access::Write, || false)?;
+            }
+        }
+        Ok(())
+    }
+
     /// [`Self::copy_within`] with a store (bounds checked, `len > 0`): in pieces
     /// within one source page and one target page, each read into a buffer
     /// before the target is faulted in, so that the target's fault may evict the
@@ -439,10 +460,40 @@ impl LinearMemory {
                     .min(COPY_PIECE_BYTES as u64);
                 (src + rest - piece, dst + rest - piece, piece)
             };
+            done += piece;
+            let (from, to) = (
+                self.table.get(page_of(source)),
+                self.table.get(page_of(target)),
+            );
+            // Zeros onto a page that reads as zeros: nothing to do.
+            if from.is_none() && to.is_none() {
+                let backing = self.backing.as_deref().expect("a memory with a store");
+                if backing.error.is_none()
+                    && backing.store.page_never_written(page_of(source).0)
+                    && backing.store.page_never_written(page_of(target).0)
+                {
+                    continue;
+                }
+            }
+            // Both pages resident (the common case when the working set fits):
+            // one `memmove` between their frames, no buffer.
+            if let (Some(from), Some(to)) = (from, to) {
+                let backing = self.backing.as_deref_mut().expect("a memory with a store");
+                if backing.error.is_none() {
+                    backing.touch(from, false);
+                    backing.touch(to, true);
+                    let span = |frame, addr| Span {
+                        frame,
+                        offset: offset_of(addr),
+                        len: piece as usize,
+                    };
+                    self.frames.copy(span(from, source), span(to, target));
+                    continue;
+                }
+            }
             let buffer = &mut buffer[..piece as usize];
             self.read_backed(source, buffer)?;
             self.write_backed(target, buffer)?;
-            done += piece;
         }
         Ok(())
     }
