@@ -342,9 +342,53 @@ impl ProcessStore {
     /// # Errors
     /// Storage failures.
     pub fn remove(&self) -> Result<(), StorageError> {
-        for key in self.backend.list(&self.prefix)? {
-            self.backend.delete(&key)?;
+        self.remove_with_progress(&mut |_, _| {})
+    }
+
+    /// [`ProcessStore::remove`], calling `progress(removed, total)` after each
+    /// object (a large process has thousands).
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub fn remove_with_progress(
+        &self,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<(), StorageError> {
+        let keys = self.backend.list(&self.prefix)?;
+        for (done, key) in keys.iter().enumerate() {
+            self.backend.delete(key)?;
+            progress(done + 1, keys.len());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use ferrite_pagestore::MemStore;
+
+    #[test]
+    fn remove_reports_progress_and_leaves_other_processes() {
+        let backend: Arc<dyn StorageBackend> = Arc::new(MemStore::new());
+        for name in ["gone", "kept"] {
+            let process = ProcessStore::new(backend.clone(), name).unwrap();
+            let mut pages = process.page_store(None, 4096).unwrap();
+            for page in 0..600 {
+                pages.write_page(page, &[1; 4096]).unwrap();
+            }
+            pages.commit_maps().unwrap();
+        }
+        let gone = ProcessStore::new(backend.clone(), "gone").unwrap();
+        let objects = backend.list("procs/gone/").unwrap().len();
+        assert!(objects >= 3, "{objects}");
+        let mut reports = Vec::new();
+        gone.remove_with_progress(&mut |done, total| reports.push((done, total)))
+            .unwrap();
+        assert_eq!(reports.len(), objects);
+        assert_eq!(reports.last(), Some(&(objects, objects)));
+        assert!(backend.list("procs/gone/").unwrap().is_empty());
+        assert!(!backend.list("procs/kept/").unwrap().is_empty());
     }
 }

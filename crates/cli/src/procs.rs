@@ -27,7 +27,7 @@ use std::{
     collections::BTreeSet,
     fmt::Write as _,
     fs,
-    io::{self, Write as _},
+    io::{self, IsTerminal as _, Write as _},
     path::{Path, PathBuf},
     process::ExitCode,
     sync::Arc,
@@ -497,6 +497,9 @@ fn pause_text(pause_us: u64) -> String {
     }
 }
 
+/// `rm` shows a progress bar (on a terminal) from this many objects up.
+const PROGRESS_OBJECTS_MIN: usize = 1000;
+
 fn remove(options: &RmOptions) -> Result<String, String> {
     let root = store_root(options.store.store.as_deref())?;
     let name = options.name.as_str();
@@ -512,7 +515,24 @@ fn remove(options: &RmOptions) -> Result<String, String> {
         }
         Err(e) => return Err(e.to_string()),
     };
-    process.remove().map_err(|e| e.to_string())?;
+    // A bar on a terminal when there is much to delete.
+    let mut bar: Option<indicatif::ProgressBar> = None;
+    process
+        .remove_with_progress(&mut |done, total| {
+            if total < PROGRESS_OBJECTS_MIN || !io::stderr().is_terminal() {
+                return;
+            }
+            let bar = bar.get_or_insert_with(|| {
+                let bar = indicatif::ProgressBar::new(total as u64);
+                bar.set_message(format!("removing {name}"));
+                bar
+            });
+            bar.set_position(done as u64);
+        })
+        .map_err(|e| e.to_string())?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
     store.prune(process.prefix());
     // Unlinking a lock file while holding it is safe: a runner that opens the
     // old file finds it locked and stops; one that starts later makes a new one.
