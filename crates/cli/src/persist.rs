@@ -278,6 +278,14 @@ pub fn run_named(name: &str, prepared: Prepared, options: &PersistOptions) -> Ex
     };
     let mut launch = prepared.launch;
     launch.name = name.to_string();
+    // A resume may run in another working directory (a boot script's): the
+    // preopens it reopens must not depend on this one.
+    for preopen in &mut launch.wasi.preopens {
+        match std::path::absolute(&preopen.host_path) {
+            Ok(path) => preopen.host_path = path,
+            Err(error) => return fail(&format!("--dir {}: {error}", preopen.host_path.display())),
+        }
+    }
     if let Some(bytes) = options.physical_heap {
         launch
             .invocation

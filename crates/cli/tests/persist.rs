@@ -467,3 +467,46 @@ fn a_wasi_program_killed_and_resumed_ends_as_uninterrupted() {
     );
     assert!(kills >= 2, "only {kills} kills");
 }
+
+/// `--dir` with a relative path: the resume, from another working directory,
+/// reopens the same directory.
+#[test]
+fn relative_preopens_survive_a_resume_from_elsewhere() {
+    let journal = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/wasi/journal.wasm");
+    let base = temp_store("relative");
+    fs::create_dir_all(base.join("work/out")).unwrap();
+    fs::create_dir_all(base.join("elsewhere")).unwrap();
+    let store = base.join("store");
+    let child = Command::new(FERRITE)
+        .current_dir(base.join("work"))
+        .args(["run", "--store", store.to_str().unwrap(), "--name", "r"])
+        .args(["--checkpoint-every", "20ms", "--dir", "out::/out"])
+        .arg(&journal)
+        .arg("250")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_checkpoints(&store, "r", 2);
+    send_signal(child.id(), libc_signal::TERM);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(143), "{}", text(&out.stderr));
+    let resumed = Command::new(FERRITE)
+        .current_dir(base.join("elsewhere"))
+        .args(["resume", "--store", store.to_str().unwrap(), "r"])
+        .output()
+        .unwrap();
+    assert!(
+        !text(&resumed.stderr).contains("warning"),
+        "{}",
+        text(&resumed.stderr)
+    );
+    assert!(
+        text(&resumed.stdout).contains("done: "),
+        "{}",
+        text(&resumed.stdout)
+    );
+    let journal = fs::read_to_string(base.join("work/out/journal.txt")).unwrap();
+    assert!(journal.contains("round 250: "), "{journal}");
+    assert!(!base.join("elsewhere/out").exists());
+}
