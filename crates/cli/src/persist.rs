@@ -117,6 +117,11 @@ pub struct CheckpointOptions {
     pub store: StoreOption,
 }
 
+/// The invocation flag of `--checkpoint-every` (milliseconds), which a resume
+/// applies unless it is given its own (`ferrite_process` records the physical
+/// heap the same way).
+const FLAG_CHECKPOINT_EVERY: &str = "checkpoint-every-ms";
+
 /// What `run` hands over for a persistent or heap-bounded run.
 #[derive(Debug)]
 pub struct Prepared {
@@ -184,10 +189,10 @@ impl Requests {
     /// Routes SIGTERM, SIGINT and SIGUSR1 (and the timer) to a new interrupt
     /// flag. Installed before the process starts or resumes, so that a signal
     /// that comes meanwhile stops it at its first instruction.
-    fn install(every: Option<Duration>) -> Result<Self, String> {
+    fn install() -> Result<Self, String> {
         use signal_hook::{consts, flag};
         let interrupt = Arc::new(AtomicBool::new(false));
-        let mut requests = Requests {
+        let requests = Requests {
             stop: Arc::new(AtomicUsize::new(0)),
             checkpoint: Arc::new(AtomicBool::new(false)),
             interrupt: interrupt.clone(),
@@ -206,31 +211,33 @@ impl Requests {
         }
         flag::register(consts::SIGUSR1, requests.checkpoint.clone()).map_err(error)?;
         flag::register(consts::SIGUSR1, interrupt.clone()).map_err(error)?;
-        if let Some(every) = every {
-            let (checkpoint, interrupt) = (requests.checkpoint.clone(), interrupt.clone());
-            let (done, checkpointed) = mpsc::channel();
-            requests.checkpointed = Some(done);
-            // DURATION counts running time: it restarts when any checkpoint
-            // completes, so a slow checkpoint is never followed at once by the
-            // next one.
-            std::thread::Builder::new()
-                .name("checkpoint-timer".into())
-                .spawn(move || loop {
-                    match checkpointed.recv_timeout(every) {
-                        Ok(()) => {}
-                        Err(mpsc::RecvTimeoutError::Timeout) => {
-                            checkpoint.store(true, Ordering::SeqCst);
-                            interrupt.store(true, Ordering::SeqCst);
-                            if checkpointed.recv().is_err() {
-                                break;
-                            }
-                        }
-                        Err(mpsc::RecvTimeoutError::Disconnected) => break,
-                    }
-                })
-                .map_err(|e| format!("cannot start the checkpoint timer: {e}"))?;
-        }
         Ok(requests)
+    }
+
+    /// Starts the `--checkpoint-every` timer. DURATION counts running time: it
+    /// restarts when any checkpoint completes, so a slow checkpoint is never
+    /// followed at once by the next one.
+    fn start_timer(&mut self, every: Duration) -> Result<(), String> {
+        let (checkpoint, interrupt) = (self.checkpoint.clone(), self.interrupt.clone());
+        let (done, checkpointed) = mpsc::channel();
+        self.checkpointed = Some(done);
+        std::thread::Builder::new()
+            .name("checkpoint-timer".into())
+            .spawn(move || loop {
+                match checkpointed.recv_timeout(every) {
+                    Ok(()) => {}
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        checkpoint.store(true, Ordering::SeqCst);
+                        interrupt.store(true, Ordering::SeqCst);
+                        if checkpointed.recv().is_err() {
+                            break;
+                        }
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                }
+            })
+            .map_err(|e| format!("cannot start the checkpoint timer: {e}"))?;
+        Ok(())
     }
 }
 
@@ -286,16 +293,21 @@ pub fn run_named(name: &str, prepared: Prepared, options: &PersistOptions) -> Ex
             Err(error) => return fail(&format!("--dir {}: {error}", preopen.host_path.display())),
         }
     }
-    if let Some(bytes) = options.physical_heap {
+    if let Some(every) = options.checkpoint_every {
         launch
             .invocation
             .flags
-            .insert("physical-heap".into(), bytes.to_string());
+            .insert(FLAG_CHECKPOINT_EVERY.into(), every.as_millis().to_string());
     }
-    let requests = match Requests::install(options.checkpoint_every) {
+    let mut requests = match Requests::install() {
         Ok(requests) => requests,
         Err(message) => return fail(&message),
     };
+    if let Some(every) = options.checkpoint_every {
+        if let Err(message) = requests.start_timer(every) {
+            return fail(&message);
+        }
+    }
     match Process::start(backend, Some(lock), launch, &process_options) {
         Ok(process) => drive(process, options, Some(&requests), None),
         Err(error) => fail(&error.to_string()),
@@ -352,12 +364,26 @@ pub fn resume(options: &ResumeOptions) -> ExitCode {
         physical_heap_bytes: options.persist.physical_heap,
         ..ProcessOptions::default()
     };
-    let requests = match Requests::install(options.persist.checkpoint_every) {
+    let mut requests = match Requests::install() {
         Ok(requests) => requests,
         Err(message) => return fail(&message),
     };
     match Process::resume(backend, Some(lock), name, &process_options) {
         Ok((mut process, mut report)) => {
+            // The run's own period unless this resume gives another.
+            let every = options.persist.checkpoint_every.or_else(|| {
+                process
+                    .invocation()
+                    .flags
+                    .get(FLAG_CHECKPOINT_EVERY)
+                    .and_then(|ms| ms.parse().ok())
+                    .map(Duration::from_millis)
+            });
+            if let Some(every) = every {
+                if let Err(message) = requests.start_timer(every) {
+                    return fail(&message);
+                }
+            }
             for (epoch, reason) in &report.skipped {
                 eprintln!(
                     "warning: checkpoint {epoch} of {name} is damaged ({reason}); \

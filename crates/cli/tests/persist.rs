@@ -174,9 +174,19 @@ fn sigterm_checkpoints_and_stops_and_resume_finishes_the_run() {
     );
     let ps = text(&ferrite(&["ps", "--store", store.to_str().unwrap()]).stdout);
     assert!(ps.contains("stopped"), "{ps}");
-    let out = ferrite(&["resume", "--store", store.to_str().unwrap(), "c"]);
+    // No flags: the resume keeps the run's physical heap and checkpoint period.
+    let out = ferrite(&["resume", "--store", store.to_str().unwrap(), "c", "--stats"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), expected);
+    let stats = text(&out.stderr);
+    assert!(stats.contains("limit 512"), "{stats}");
+    let checkpoints: u64 = stats
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("checkpoints"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert!(checkpoints > 1, "{stats}");
 }
 
 #[test]

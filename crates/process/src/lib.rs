@@ -49,6 +49,7 @@ mod process;
 
 pub use process::{
     CheckpointReport, Launch, Outcome, Process, ProcessOptions, ProcessStats, ResumeReport,
+    FLAG_PHYSICAL_HEAP,
 };
 
 use ferrite_ckpt::{CkptError, ProcessStatus};

@@ -27,6 +27,9 @@ const ENTRY_POINT: &str = "_start";
 /// values the process started with.
 const FLAG_CALL_DEPTH: &str = "max-call-depth";
 const FLAG_VALUE_STACK: &str = "max-value-stack";
+/// The physical heap a process started with, in bytes: a resume uses it unless
+/// given another.
+pub const FLAG_PHYSICAL_HEAP: &str = "physical-heap";
 
 /// How a process runs: limits that are not part of its state.
 #[derive(Debug, Clone)]
@@ -253,6 +256,11 @@ impl Process {
             FLAG_VALUE_STACK.into(),
             options.stack_limits.value_slots_max.to_string(),
         );
+        if let Some(bytes) = options.physical_heap_bytes {
+            invocation
+                .flags
+                .insert(FLAG_PHYSICAL_HEAP.into(), bytes.to_string());
+        }
         let mut process = Self {
             name: launch.name,
             checkpoints,
@@ -359,11 +367,19 @@ impl Process {
         };
         let (wasi, restored) = WasiCtx::restore(host)?;
         let memory = store.instance_memory(instance);
+        let mut options = options.clone();
+        if options.physical_heap_bytes.is_none() {
+            options.physical_heap_bytes = body
+                .invocation
+                .flags
+                .get(FLAG_PHYSICAL_HEAP)
+                .and_then(|bytes| bytes.parse().ok());
+        }
         let mut process = Self {
             name: name.to_string(),
             checkpoints,
             _lock: lock,
-            options: options.clone(),
+            options,
             module_sha256: body.module_sha256.clone(),
             invocation: body.invocation.clone(),
             store,
@@ -470,6 +486,11 @@ impl Process {
     pub fn set_interrupt_handle(&mut self, flag: Arc<AtomicBool>) {
         self.execution.set_interrupt_handle(flag.clone());
         self.interrupt = flag;
+    }
+
+    /// How the process was started (export, arguments, recorded flags).
+    pub fn invocation(&self) -> &Invocation {
+        &self.invocation
     }
 
     /// Whether checkpoints are committed (see [`ProcessOptions::persistent`]).

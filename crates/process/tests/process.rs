@@ -326,3 +326,18 @@ fn a_crash_during_recovery_is_recovered_from() {
         }
     }
 }
+
+/// A resume keeps the physical heap the process started with unless it is
+/// given another.
+#[test]
+fn a_resume_keeps_the_recorded_physical_heap() {
+    let backend: Arc<dyn StorageBackend> = Arc::new(MemStore::new());
+    let process = Process::start(backend.clone(), None, launch("p"), &options(4)).unwrap();
+    drop(process);
+    let (process, _) =
+        Process::resume(backend.clone(), None, "p", &ProcessOptions::default()).unwrap();
+    assert_eq!(process.stats().heap.frames_max, Some(4));
+    drop(process);
+    let (process, _) = Process::resume(backend, None, "p", &options(9)).unwrap();
+    assert_eq!(process.stats().heap.frames_max, Some(9));
+}
