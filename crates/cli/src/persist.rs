@@ -483,14 +483,16 @@ fn resume_all(options: &ResumeOptions) -> ExitCode {
             eprintln!("{name}: already running");
             continue;
         }
-        let resumable = ProcessStore::new(backend.clone(), &name)
-            .and_then(|store| {
-                let newest = store.epochs()?.last().copied();
-                newest.map(|epoch| store.load(epoch)).transpose()
-            })
-            .is_ok_and(|manifest| {
-                manifest.is_some_and(|m| m.body.status == ProcessStatus::Running)
-            });
+        // Resumable: its newest checkpoint says running, or cannot be read here
+        // (the child's recovery falls back to an older one, or reports why not).
+        let resumable = match ProcessStore::new(backend.clone(), &name).and_then(|store| {
+            let newest = store.epochs()?.last().copied();
+            newest.map(|epoch| store.load(epoch)).transpose()
+        }) {
+            Ok(Some(manifest)) => manifest.body.status == ProcessStatus::Running,
+            Ok(None) => false,
+            Err(_) => true,
+        };
         if !resumable {
             continue;
         }

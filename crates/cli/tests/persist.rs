@@ -361,11 +361,13 @@ fn resume_all_restarts_every_stopped_process() {
             "--invoke",
             "fib_recursive",
             fib,
-            "30",
+            "38",
         ]);
         wait_for_checkpoints(&store, name, 1);
         send_signal(child.id(), libc_signal::TERM);
-        child.wait_with_output().unwrap();
+        let out = child.wait_with_output().unwrap();
+        // The run takes over a second; the signal comes at its start.
+        assert_eq!(out.status.code(), Some(143), "{}", text(&out.stderr));
     }
     let done = ferrite(&[
         "run", "--store", store_arg, "--name", "c", "--invoke", "fib", fib, "5",
