@@ -144,37 +144,6 @@ fn prune_dir(dir: &Path) {
     let _ = fs::remove_dir(dir);
 }
 
-/// Appends the keys of the files in `dir` and below (skipping temporaries) to
-/// `keys`; `dir_key` is the key of `dir` itself. A missing directory has none.
-/// Symbolic links are not followed (neither files nor directories), so the walk
-/// is bounded by the directory tree.
-fn collect_keys(dir: &Path, dir_key: &str, keys: &mut Vec<String>) -> io::Result<()> {
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    for entry in entries {
-        let entry = entry?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with(TEMP_PREFIX) {
-            continue;
-        }
-        let key = if dir_key.is_empty() {
-            name
-        } else {
-            format!("{dir_key}/{name}")
-        };
-        let file_type = entry.file_type()?;
-        if file_type.is_dir() {
-            collect_keys(&entry.path(), &key, keys)?;
-        } else if file_type.is_file() {
-            keys.push(key);
-        }
-    }
-    Ok(())
-}
-
 impl StorageBackend for StoreDir {
     fn put_new(&self, key: &str, _bytes: &[u8]) -> Result<(), StorageError> {
         // Only `rm` deletes through this view; nothing here creates objects.
@@ -209,18 +178,7 @@ impl StorageBackend for StoreDir {
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
-        // Walk the directory that holds the prefix, then filter by full key.
-        let (dir_key, _) = prefix.rsplit_once('/').unwrap_or(("", prefix));
-        let dir = if dir_key.is_empty() {
-            self.root.clone()
-        } else {
-            self.path(dir_key)?
-        };
-        let mut keys = Vec::new();
-        collect_keys(&dir, dir_key, &mut keys).map_err(|e| StorageError::io(prefix, e))?;
-        keys.retain(|key| key.starts_with(prefix));
-        keys.sort();
-        Ok(keys)
+        ferrite_pagestore::list_keys(&self.root, prefix)
     }
 
     fn delete(&self, key: &str) -> Result<(), StorageError> {

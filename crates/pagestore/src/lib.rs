@@ -42,7 +42,7 @@ pub mod record;
 
 pub use backend::{check_key, StorageBackend, StorageError};
 pub use faulty::{Fault, FaultyStore};
-pub use local::LocalStore;
+pub use local::{list_keys, LocalStore};
 pub use mem::MemStore;
 pub use pages::{
     CompactionReport, PageMapRef, PageStore, PageStoreError, PageStoreStats, CHUNKS_LOADED_MAX,

@@ -211,6 +211,29 @@ fn remove_temporaries(dir: &Path) -> Result<(), StorageError> {
     Ok(())
 }
 
+/// The keys starting with `prefix` of a store directory laid out as
+/// [`LocalStore`] writes it (one file per key, `/` as directories), sorted;
+/// temporaries of writes in progress are not keys. For read-only views of a
+/// store that must not open it as a writer (`ferrite ps`).
+///
+/// # Errors
+/// An invalid prefix, or a directory that cannot be read.
+pub fn list_keys(root: &Path, prefix: &str) -> Result<Vec<String>, StorageError> {
+    // Walk the directory that holds the prefix, then filter by full key.
+    let (dir_key, _) = prefix.rsplit_once('/').unwrap_or(("", prefix));
+    let dir = if dir_key.is_empty() {
+        root.to_path_buf()
+    } else {
+        check_key(dir_key)?;
+        root.join(dir_key)
+    };
+    let mut keys = Vec::new();
+    collect_keys(&dir, dir_key, &mut keys).map_err(|e| StorageError::io(prefix, e))?;
+    keys.retain(|key| key.starts_with(prefix));
+    keys.sort();
+    Ok(keys)
+}
+
 /// Appends the keys of the files in `dir` and below (skipping temporaries) to
 /// `keys`; `dir_key` is the key of `dir` itself. A missing directory has none.
 fn collect_keys(dir: &Path, dir_key: &str, keys: &mut Vec<String>) -> std::io::Result<()> {
@@ -340,18 +363,7 @@ impl StorageBackend for LocalStore {
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
-        // Walk the directory that holds the prefix, then filter by full key.
-        let (dir_key, _) = prefix.rsplit_once('/').unwrap_or(("", prefix));
-        let dir = if dir_key.is_empty() {
-            self.root.clone()
-        } else {
-            self.path(dir_key)?
-        };
-        let mut keys = Vec::new();
-        collect_keys(&dir, dir_key, &mut keys).map_err(|e| StorageError::io(prefix, e))?;
-        keys.retain(|key| key.starts_with(prefix));
-        keys.sort();
-        Ok(keys)
+        list_keys(&self.root, prefix)
     }
 
     fn delete(&self, key: &str) -> Result<(), StorageError> {
