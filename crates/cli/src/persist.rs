@@ -248,6 +248,16 @@ fn open_store(root: &Path) -> Result<Arc<dyn StorageBackend>, String> {
     Ok(Arc::new(store))
 }
 
+/// The store of a runner of process `name` and the process's run lock, taken.
+fn open_for_runner(
+    store: Option<&Path>,
+    name: &str,
+) -> Result<(Arc<dyn StorageBackend>, ProcessLock), String> {
+    let root = store_root(store)?;
+    let backend = open_store(&root)?;
+    Ok((backend, lock(&root, name)?))
+}
+
 /// Takes the run lock of `name`, with the message users see when it is held.
 fn lock(root: &Path, name: &str) -> Result<ProcessLock, String> {
     ProcessLock::acquire(root, name).map_err(|error| match error {
@@ -266,16 +276,8 @@ fn fail(message: &str) -> ExitCode {
 
 /// `ferrite run --name NAME ...`: starts a persistent process and runs it.
 pub fn run_named(name: &str, prepared: Prepared, options: &PersistOptions) -> ExitCode {
-    let root = match store_root(options.store.store.as_deref()) {
-        Ok(root) => root,
-        Err(message) => return fail(&message),
-    };
-    let backend = match open_store(&root) {
-        Ok(backend) => backend,
-        Err(message) => return fail(&message),
-    };
-    let lock = match lock(&root, name) {
-        Ok(lock) => lock,
+    let (backend, lock) = match open_for_runner(options.store.store.as_deref(), name) {
+        Ok(opened) => opened,
         Err(message) => return fail(&message),
     };
     let process_options = ProcessOptions {
@@ -348,16 +350,8 @@ pub fn resume(options: &ResumeOptions) -> ExitCode {
         .name
         .as_deref()
         .expect("clap requires NAME without --all");
-    let root = match store_root(options.persist.store.store.as_deref()) {
-        Ok(root) => root,
-        Err(message) => return fail(&message),
-    };
-    let backend = match open_store(&root) {
-        Ok(backend) => backend,
-        Err(message) => return fail(&message),
-    };
-    let lock = match lock(&root, name) {
-        Ok(lock) => lock,
+    let (backend, lock) = match open_for_runner(options.persist.store.store.as_deref(), name) {
+        Ok(opened) => opened,
         Err(message) => return fail(&message),
     };
     let process_options = ProcessOptions {
