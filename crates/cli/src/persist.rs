@@ -596,7 +596,13 @@ fn drive(
 fn stopped(process: &Process, error: &ProcessError) -> ExitCode {
     eprintln!("error: {error}");
     let epoch = process.committed_epoch();
-    if epoch > 0 {
+    if let ProcessError::Corrupt(_) = error {
+        eprintln!(
+            "error: process {} stopped on damaged data in its store, which is never used; \
+             a resume meets it again until the object is restored from a copy",
+            process.name()
+        );
+    } else if epoch > 0 {
         eprintln!(
             "error: process {} stopped; its last checkpoint ({epoch}) is intact: `ferrite resume {}` continues from it",
             process.name(),

@@ -340,7 +340,8 @@ fn damaged_checkpoints_are_reported_never_trusted() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     let stderr = text(&out.stderr);
     assert!(stderr.contains("corrupt"), "{stderr}");
-    assert!(stderr.contains("is intact"), "{stderr}");
+    assert!(stderr.contains("the store is damaged"), "{stderr}");
+    assert!(!stderr.contains("is intact"), "{stderr}");
 }
 
 #[test]

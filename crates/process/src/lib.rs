@@ -73,6 +73,11 @@ pub enum ProcessError {
     /// stopped; its last committed checkpoint is intact.
     #[error("storage error: {0}")]
     Storage(String),
+    /// Stored data failed verification (a bit flip, a torn or misplaced
+    /// record): it is never used. Resuming from the same store meets it again
+    /// until the damaged object is restored.
+    #[error("the store is damaged: {0}")]
+    Corrupt(String),
     /// `start` of a name that already has checkpoints.
     #[error("process {0} already exists; resume it with `ferrite resume {0}` or remove it with `ferrite rm {0}`")]
     Exists(String),
@@ -98,7 +103,7 @@ impl From<HeapError> for ProcessError {
     #[cold]
     fn from(error: HeapError) -> Self {
         match error {
-            HeapError::Storage(error) => ProcessError::Storage(error.to_string()),
+            HeapError::Storage(error) => ProcessError::from_page_store(&error),
             other => ProcessError::Storage(other.to_string()),
         }
     }
@@ -107,6 +112,14 @@ impl From<HeapError> for ProcessError {
 impl From<PageStoreError> for ProcessError {
     #[cold]
     fn from(error: PageStoreError) -> Self {
+        ProcessError::from_page_store(&error)
+    }
+}
+
+impl ProcessError {
+    /// The process's error for a page-store failure, by kind.
+    #[cold]
+    pub(crate) fn from_page_store(error: &PageStoreError) -> Self {
         match error {
             // Objects are written create-only under names of the epoch being
             // built: a clash means another runner builds the same epoch.
@@ -115,7 +128,8 @@ impl From<PageStoreError> for ProcessError {
                     "{error}: another runner is checkpointing this process; this runner must stop"
                 ))
             }
-            other => ProcessError::Storage(other.to_string()),
+            PageStoreError::Storage(_) => ProcessError::Storage(error.to_string()),
+            PageStoreError::Corrupt { .. } => ProcessError::Corrupt(error.to_string()),
         }
     }
 }

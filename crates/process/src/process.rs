@@ -551,7 +551,11 @@ impl Process {
                     self.check_heap()?;
                     return Ok(Outcome::Trapped(trap));
                 }
-                Err(Error::Storage(message)) => return Err(ProcessError::Storage(message)),
+                Err(Error::Storage(message)) => {
+                    // The memory latched the cause: report it by kind.
+                    self.check_heap()?;
+                    return Err(ProcessError::Storage(message));
+                }
                 Err(other) => return Err(other.into()),
             };
             match outcome {
@@ -610,7 +614,7 @@ impl Process {
             .memory
             .and_then(|memory| self.store.memory(memory).storage_error())
         {
-            Some(error) => Err(ProcessError::Storage(error.to_string())),
+            Some(error) => Err(ProcessError::from_page_store(error)),
             None => Ok(()),
         }
     }

@@ -213,7 +213,7 @@ fn a_corrupt_page_stops_the_process_with_a_clear_error() {
     let (mut process, _) = Process::resume(backend, None, "p", &options(4)).unwrap();
     let error = process.run().unwrap_err();
     assert!(
-        matches!(&error, ProcessError::Storage(message) if message.contains("corrupt")),
+        matches!(&error, ProcessError::Corrupt(message) if message.contains("corrupt")),
         "{error}"
     );
     // Stopped for good: no further run or checkpoint on corrupt state.
