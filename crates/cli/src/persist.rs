@@ -258,6 +258,12 @@ fn open_for_runner(
     Ok((backend, lock(&root, name)?))
 }
 
+/// Where the journal that rolls back the files of process `name` lives: beside
+/// the store's objects, on the machine that runs it.
+fn journal_dir(store: Option<&Path>, name: &str) -> Result<PathBuf, String> {
+    Ok(store_root(store)?.join("journals").join(name))
+}
+
 /// Takes the run lock of `name`, with the message users see when it is held.
 fn lock(root: &Path, name: &str) -> Result<ProcessLock, String> {
     ProcessLock::acquire(root, name).map_err(|error| match error {
@@ -280,9 +286,14 @@ pub fn run_named(name: &str, prepared: Prepared, options: &PersistOptions) -> Ex
         Ok(opened) => opened,
         Err(message) => return fail(&message),
     };
+    let journal_dir = match journal_dir(options.store.store.as_deref(), name) {
+        Ok(dir) => dir,
+        Err(message) => return fail(&message),
+    };
     let process_options = ProcessOptions {
         stack_limits: prepared.stack_limits,
         physical_heap_bytes: options.physical_heap,
+        journal_dir: Some(journal_dir),
         ..ProcessOptions::default()
     };
     let mut launch = prepared.launch;
@@ -354,8 +365,13 @@ pub fn resume(options: &ResumeOptions) -> ExitCode {
         Ok(opened) => opened,
         Err(message) => return fail(&message),
     };
+    let journal_dir = match journal_dir(options.persist.store.store.as_deref(), name) {
+        Ok(dir) => dir,
+        Err(message) => return fail(&message),
+    };
     let process_options = ProcessOptions {
         physical_heap_bytes: options.persist.physical_heap,
+        journal_dir: Some(journal_dir),
         ..ProcessOptions::default()
     };
     let mut requests = match Requests::install() {
@@ -384,6 +400,9 @@ pub fn resume(options: &ResumeOptions) -> ExitCode {
                      resumed from checkpoint {}",
                     report.epoch
                 );
+            }
+            for not_undone in &report.files_not_undone {
+                eprintln!("warning: {name}: {not_undone}");
             }
             for lost in &report.lost {
                 eprintln!("warning: {name}: {lost}; the program sees EIO on it");

@@ -94,6 +94,11 @@ pub enum ProcessError {
         epoch: u64,
         reason: String,
     },
+    /// The journal that rolls the process's files back with it could not be
+    /// written or read, or the files could not be synced for a checkpoint: the
+    /// process is stopped; its last committed checkpoint is intact.
+    #[error("file journal: {0}")]
+    Files(String),
     /// An earlier checkpoint or storage failure stopped the process.
     #[error("the process is stopped after an earlier failure: {0}")]
     Poisoned(String),

@@ -13,9 +13,10 @@ use ferrite_vm::{
     Config, Error, Execution, Extern, Func, Memory, Module, RunOutcome, StackLimits, Store, Trap,
     Value,
 };
-use ferrite_wasi::{ProcExit, WasiConfig, WasiCtx, WasiState};
+use ferrite_wasi::{FileJournal, ProcExit, WasiConfig, WasiCtx, WasiState};
 use std::{
     collections::BTreeMap,
+    path::PathBuf,
     sync::{atomic::AtomicBool, Arc},
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
@@ -43,6 +44,10 @@ pub struct ProcessOptions {
     /// Whether checkpoints are committed at all: a scratch process (a plain
     /// `ferrite run --physical-heap`) only uses its store as swap.
     pub persistent: bool,
+    /// Where the journal that rolls the process's files back with it lives (a
+    /// directory on the machine that has the files); `None`: files are not
+    /// rolled back on resume.
+    pub journal_dir: Option<PathBuf>,
 }
 
 impl Default for ProcessOptions {
@@ -52,6 +57,7 @@ impl Default for ProcessOptions {
             physical_heap_bytes: None,
             checkpoints_kept: 2,
             persistent: true,
+            journal_dir: None,
         }
     }
 }
@@ -145,6 +151,11 @@ pub struct ResumeReport {
     pub lost: Vec<String>,
     /// Pages read ahead by [`Process::prefetch`] (filled in by its caller).
     pub prefetched: usize,
+    /// Changes to files made after the checkpoint that were undone.
+    pub files_undone: usize,
+    /// Changes to files that could not be undone, and why (a file replaced by
+    /// someone else meanwhile is reported, not clobbered).
+    pub files_not_undone: Vec<String>,
     /// From the start of `resume` to the process being ready to run.
     pub ready_after: Duration,
 }
@@ -228,7 +239,13 @@ impl Process {
             stack_limits: options.stack_limits,
         });
         let imports = link(&mut store, &module)?;
-        let wasi = WasiCtx::new(launch.wasi)?;
+        let mut wasi = WasiCtx::new(launch.wasi)?;
+        if let (Some(dir), true) = (&options.journal_dir, options.persistent) {
+            // Journals of an earlier process of this name are meaningless now.
+            remove_journals(dir)?;
+            let preopens = wasi.state().preopens.clone();
+            wasi.attach_journal(FileJournal::new(dir.clone(), 0, &preopens));
+        }
         let instance = store.instantiate(&module, &imports)?;
         let name = launch.export.as_deref().unwrap_or(ENTRY_POINT);
         let Some(Extern::Func(main)) = store.get_export(instance, name) else {
@@ -365,7 +382,18 @@ impl Process {
                 Phase::Start { main, args }
             }
         };
-        let (wasi, restored) = WasiCtx::restore(host)?;
+        let mut rollback = ferrite_wasi::Rollback::default();
+        if let Some(dir) = &options.journal_dir {
+            // Undo what the process did to its files after the checkpoint,
+            // before its descriptors are reopened.
+            rollback = ferrite_wasi::roll_back(dir, manifest.epoch, &host.preopens)
+                .map_err(|e| ProcessError::Files(e.to_string()))?;
+        }
+        let preopens = host.preopens.clone();
+        let (mut wasi, restored) = WasiCtx::restore(host)?;
+        if let Some(dir) = &options.journal_dir {
+            wasi.attach_journal(FileJournal::new(dir.clone(), manifest.epoch, &preopens));
+        }
         let memory = store.instance_memory(instance);
         let mut options = options.clone();
         if options.physical_heap_bytes.is_none() {
@@ -409,6 +437,8 @@ impl Process {
                 .map(|(fd, reason)| format!("fd {}: {reason}", fd.0))
                 .collect(),
             prefetched: 0,
+            files_undone: rollback.undone,
+            files_not_undone: rollback.warnings,
             ready_after: Duration::ZERO,
         };
         process
@@ -577,6 +607,10 @@ impl Process {
                     // A host call that touched a page the store could not give
                     // saw EFAULT; the program must not go on with that.
                     self.check_heap()?;
+                    // Nor with a file change that could not be journaled.
+                    if let Some(failure) = self.wasi.journal_failure() {
+                        return Err(ProcessError::Files(failure.to_string()));
+                    }
                     match answer {
                         Ok(results) => self.execution.resume_host(&self.store, &results)?,
                         Err(ProcExit { status }) => return Ok(Outcome::Exited(status)),
@@ -681,6 +715,11 @@ impl Process {
             }
             None => (0, PageMapRef::default(), 0, Vec::new()),
         };
+        // Everything the process wrote to files and directory entries is
+        // durable before the checkpoint that includes it commits.
+        self.wasi
+            .sync_files()
+            .map_err(|e| ProcessError::Files(format!("cannot sync the process's files: {e}")))?;
         let engine = self.engine_image();
         let host =
             postcard::to_allocvec(&self.wasi.snapshot()).expect("WASI states always serialize");
@@ -723,6 +762,7 @@ impl Process {
         }
         self.committed_epoch = epoch;
         self.checkpoint_count += 1;
+        self.wasi.files_committed(epoch);
         let pause = began.elapsed();
         // Collection failures are harmless: whatever is left is collected by a
         // later checkpoint.
@@ -759,4 +799,16 @@ fn link(store: &mut Store, module: &Module) -> Result<Vec<Extern>, ProcessError>
 /// A numeric invocation flag recorded at start.
 fn recorded_flag(invocation: &Invocation, flag: &str) -> Option<u32> {
     invocation.flags.get(flag)?.parse().ok()
+}
+
+/// Removes the file journals in `dir` (of a process that no longer exists).
+fn remove_journals(dir: &std::path::Path) -> Result<(), ProcessError> {
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(ProcessError::Files(format!(
+            "cannot remove old journals in {}: {e}",
+            dir.display()
+        ))),
+    }
 }

@@ -4,6 +4,7 @@ use crate::{
     abi::{self, rights, WasiFunc},
     clock::{Clock, Entropy, SystemClock, SystemEntropy},
     guest::Guest,
+    journal::FileJournal,
     state::{Fd, FdEntry, FdKind, Location, Preopen, PreopenIndex, WasiState},
     Errno,
 };
@@ -146,6 +147,41 @@ pub struct WasiCtx {
     pub(crate) handles: BTreeMap<Fd, Handle>,
     pub(crate) clock: Box<dyn Clock>,
     pub(crate) entropy: Box<dyn Entropy>,
+    pub(crate) journal: Journaling,
+}
+
+/// The file journal of a persistent process, and the first failure to write
+/// it: after one, every change to a file fails with `EIO` and the embedder
+/// must stop the process (its files could not be rolled back).
+#[derive(Debug, Default)]
+pub(crate) struct Journaling {
+    pub(crate) journal: Option<FileJournal>,
+    pub(crate) failure: Option<String>,
+}
+
+impl Journaling {
+    /// Runs `op` on the journal, if there is one, before a change to a file.
+    /// `None` without a journal; a failure fails the change with `EIO`.
+    pub(crate) fn before<T>(
+        &mut self,
+        op: impl FnOnce(&mut FileJournal) -> io::Result<T>,
+    ) -> Result<Option<T>, Errno> {
+        let Some(journal) = &mut self.journal else {
+            return Ok(None);
+        };
+        if self.failure.is_some() {
+            return Err(Errno::Io);
+        }
+        op(journal).map(Some).map_err(|e| {
+            self.failure = Some(e.to_string());
+            Errno::Io
+        })
+    }
+
+    /// Whether changes to files are journaled.
+    pub(crate) fn active(&self) -> bool {
+        self.journal.is_some()
+    }
 }
 
 impl fmt::Debug for WasiCtx {
@@ -242,7 +278,50 @@ impl WasiCtx {
             handles,
             clock: Box::new(SystemClock::default()),
             entropy: Box::new(SystemEntropy::default()),
+            journal: Journaling::default(),
         })
+    }
+
+    /// Journals every change the process makes to files and directory entries
+    /// from now on (see [`FileJournal`]), so that they can be rolled back to
+    /// the checkpoint `journal` is based on.
+    pub fn attach_journal(&mut self, journal: FileJournal) {
+        self.journal.journal = Some(journal);
+    }
+
+    /// The file journal, if one is attached.
+    pub fn journal(&self) -> Option<&FileJournal> {
+        self.journal.journal.as_ref()
+    }
+
+    /// Why the file journal failed, if it did: the process must stop.
+    pub fn journal_failure(&self) -> Option<&str> {
+        self.journal.failure.as_deref()
+    }
+
+    /// Syncs every file and directory the process changed since the last
+    /// checkpoint; called before a checkpoint commits.
+    ///
+    /// # Errors
+    /// A failed sync (or an earlier journal failure): the checkpoint must not
+    /// commit, and the process must stop.
+    pub fn sync_files(&mut self) -> io::Result<()> {
+        if let Some(failure) = &self.journal.failure {
+            return Err(io::Error::other(failure.clone()));
+        }
+        let Some(journal) = &mut self.journal.journal else {
+            return Ok(());
+        };
+        journal.sync_files().inspect_err(|e| {
+            self.journal.failure = Some(e.to_string());
+        })
+    }
+
+    /// Checkpoint `epoch` committed: the journal starts over from it.
+    pub fn files_committed(&mut self, epoch: u64) {
+        if let Some(journal) = &mut self.journal.journal {
+            journal.committed(epoch);
+        }
     }
 
     /// Replaces the clock (for deterministic simulation).

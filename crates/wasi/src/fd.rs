@@ -8,11 +8,13 @@ use crate::{
     abi::{self, fdflags, filetype, fstflags, rights, size, whence},
     ctx::{require, Handle, WasiCtx},
     guest::{scatter_capacity, Guest},
-    state::{Fd, FdEntry, FdKind},
+    journal::Place,
+    state::{Fd, FdEntry, FdKind, WasiState},
     Errno,
 };
 use cap_std::fs::{Dir, File, FileExt, Metadata, MetadataExt};
 use std::{
+    collections::BTreeMap,
     io::{self, IsTerminal, Write},
     os::unix::ffi::OsStrExt,
 };
@@ -187,29 +189,59 @@ enum Target<'a> {
     Dir(&'a Dir),
 }
 
+/// The entry and handle of `fd` in `state` and `handles` (borrowing only
+/// those, so that the journal can be written meanwhile).
+fn target_in<'a>(
+    state: &'a WasiState,
+    handles: &'a BTreeMap<Fd, Handle>,
+    fd: Fd,
+) -> Result<(&'a FdEntry, Target<'a>), Errno> {
+    let entry = state.fds.get(&fd).ok_or(Errno::Badf)?;
+    let target = match handles.get(&fd) {
+        Some(Handle::File(file)) => Target::File(file),
+        Some(Handle::Dir(dir)) => Target::Dir(dir),
+        Some(Handle::Lost) => return Err(Errno::Io),
+        Some(Handle::Stdin | Handle::Stdout | Handle::Stderr) => Target::Stdio(entry.kind),
+        None => return Err(Errno::Badf),
+    };
+    Ok((entry, target))
+}
+
+/// A regular-file descriptor (`EBADF` for anything else) holding `needed`, in
+/// `state` and `handles`.
+fn file_in<'a>(
+    state: &'a WasiState,
+    handles: &'a BTreeMap<Fd, Handle>,
+    fd: Fd,
+    needed: u64,
+) -> Result<(&'a FdEntry, &'a File), Errno> {
+    match target_in(state, handles, fd)? {
+        (entry, Target::File(file)) => {
+            require(entry, needed)?;
+            Ok((entry, file))
+        }
+        _ => Err(Errno::Badf),
+    }
+}
+
+/// Where the object of a file or directory descriptor is, for the journal.
+pub(crate) fn place_of(entry: &FdEntry) -> Result<Place, Errno> {
+    let location = entry.location.as_ref().ok_or(Errno::Badf)?;
+    Ok(Place {
+        preopen: location.preopen.0,
+        path: location.path.clone(),
+    })
+}
+
 impl WasiCtx {
     /// The entry and handle of `fd`; `EIO` if it was lost on restore.
     fn target(&self, fd: Fd) -> Result<(&FdEntry, Target<'_>), Errno> {
-        let entry = self.entry(fd)?;
-        let target = match self.handles.get(&fd) {
-            Some(Handle::File(file)) => Target::File(file),
-            Some(Handle::Dir(dir)) => Target::Dir(dir),
-            Some(Handle::Lost) => return Err(Errno::Io),
-            Some(Handle::Stdin | Handle::Stdout | Handle::Stderr) => Target::Stdio(entry.kind),
-            None => return Err(Errno::Badf),
-        };
-        Ok((entry, target))
+        target_in(&self.state, &self.handles, fd)
     }
 
     /// A regular-file descriptor (`EBADF` for anything else) holding `needed`.
     fn file(&self, fd: Fd, needed: u64) -> Result<(&FdEntry, &File), Errno> {
-        match self.target(fd)? {
-            (entry, Target::File(file)) => {
-                require(entry, needed)?;
-                Ok((entry, file))
-            }
-            _ => Err(Errno::Badf),
-        }
+        file_in(&self.state, &self.handles, fd, needed)
     }
 
     fn set_offset(&mut self, fd: Fd, offset: u64) {
@@ -236,7 +268,7 @@ impl WasiCtx {
     }
 
     pub(crate) fn fd_allocate(&mut self, fd: Fd, offset: u64, len: u64) -> Result<(), Errno> {
-        let (entry, file) = self.file(fd, rights::FD_ALLOCATE)?;
+        let (entry, file) = file_in(&self.state, &self.handles, fd, rights::FD_ALLOCATE)?;
         if !entry.write {
             return Err(Errno::Badf);
         }
@@ -249,6 +281,9 @@ impl WasiCtx {
         }
         // `posix_fallocate`'s visible effect: the file is at least `end` long.
         if end > file.metadata()?.len() {
+            let place = place_of(entry)?;
+            self.journal
+                .before(|journal| journal.before_set_len(file, &place, end))?;
             file.set_len(end)?;
         }
         Ok(())
@@ -358,10 +393,13 @@ impl WasiCtx {
     }
 
     pub(crate) fn fd_filestat_set_size(&mut self, fd: Fd, size: u64) -> Result<(), Errno> {
-        let (_, file) = self.file(fd, rights::FD_FILESTAT_SET_SIZE)?;
+        let (entry, file) = file_in(&self.state, &self.handles, fd, rights::FD_FILESTAT_SET_SIZE)?;
         if size > i64::MAX as u64 {
             return Err(Errno::Inval);
         }
+        let place = place_of(entry)?;
+        self.journal
+            .before(|journal| journal.before_set_len(file, &place, size))?;
         file.set_len(size)?;
         Ok(())
     }
@@ -451,20 +489,31 @@ impl WasiCtx {
         let iovecs = g.iovecs(iovs, count)?;
         g.check(nwritten, 4)?;
         let bytes = g.gather(&iovecs)?;
-        let n = match self.target(fd)? {
+        let n = match target_in(&self.state, &self.handles, fd)? {
             (_, Target::Stdio(kind @ (FdKind::Stdout | FdKind::Stderr))) => {
                 write_stdio(kind, &bytes)?
             }
             (entry, Target::File(file)) => {
                 check_writable(entry)?;
-                let (n, offset) = if entry.fdflags & fdflags::APPEND != 0 {
+                let append = entry.fdflags & fdflags::APPEND != 0;
+                let at = if append {
+                    file.metadata()?.len()
+                } else {
+                    entry.offset
+                };
+                if self.journal.active() && !bytes.is_empty() {
+                    let place = place_of(entry)?;
+                    let len = bytes.len() as u64;
+                    self.journal
+                        .before(|journal| journal.before_write(file, &place, at, len))?;
+                }
+                let (n, offset) = if append {
                     // As wasmtime: an append leaves the position at the new end.
-                    let end = file.metadata()?.len();
-                    let n = write_file_at(file, &bytes, end)?;
+                    let n = write_file_at(file, &bytes, at)?;
                     (n, file.metadata()?.len())
                 } else {
-                    let n = write_file_at(file, &bytes, entry.offset)?;
-                    (n, entry.offset.saturating_add(n as u64))
+                    let n = write_file_at(file, &bytes, at)?;
+                    (n, at.saturating_add(n as u64))
                 };
                 self.set_offset(fd, offset);
                 n
@@ -486,7 +535,7 @@ impl WasiCtx {
         let iovecs = g.iovecs(iovs, count)?;
         g.check(nwritten, 4)?;
         let bytes = g.gather(&iovecs)?;
-        let n = match self.target(fd)? {
+        let n = match target_in(&self.state, &self.handles, fd)? {
             (_, Target::Stdio(FdKind::Stdout | FdKind::Stderr)) => return Err(Errno::Spipe),
             (entry, Target::File(file)) => {
                 check_writable(entry)?;
@@ -498,6 +547,12 @@ impl WasiCtx {
                 } else {
                     offset
                 };
+                if self.journal.active() && !bytes.is_empty() {
+                    let place = place_of(entry)?;
+                    let len = bytes.len() as u64;
+                    self.journal
+                        .before(|journal| journal.before_write(file, &place, at, len))?;
+                }
                 write_file_at(file, &bytes, at)?
             }
             _ => return Err(Errno::Badf),

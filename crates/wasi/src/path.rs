@@ -10,6 +10,7 @@ use crate::{
     ctx::{require, Handle, WasiCtx},
     fd::{filestat_bytes, new_times, NewTime},
     guest::{Guest, PATH_BYTES_MAX},
+    journal::Place,
     state::{Fd, FdEntry, FdKind, Location},
     Errno,
 };
@@ -152,6 +153,15 @@ impl WasiCtx {
         }
     }
 
+    /// The place of `path` below directory descriptor `fd`, for the journal.
+    fn place_below(&self, fd: Fd, path: &str) -> Result<Place, Errno> {
+        let location = self.entry(fd)?.location.as_ref().ok_or(Errno::Badf)?;
+        Ok(Place {
+            preopen: location.preopen.0,
+            path: join(&location.path, path)?,
+        })
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn path_open(
         &mut self,
@@ -207,7 +217,40 @@ impl WasiCtx {
             path: join(&parent_location.path, &path)?,
             follow,
         };
-        let opened = open_at(dir, &path, request)?;
+        let mut request = request;
+        let (opened, place) = if self.journal.active() {
+            // Journaled: a creation is recorded first, and a truncation is
+            // made after the open, once the old contents are saved.
+            let place = Place {
+                preopen: location.preopen.0,
+                path: location.path.clone(),
+            };
+            let creating = open_flags & oflags::CREAT != 0
+                && self
+                    .journal
+                    .before(|journal| journal.before_create(&place, false))?
+                    == Some(true);
+            let truncate = request.oflags & oflags::TRUNC != 0;
+            request.oflags &= !oflags::TRUNC;
+            request.write |= truncate;
+            let (_, dir) = self.path_dir(dirfd, needed, Errno::Notdir)?;
+            let opened = open_at(dir, &path, request)?;
+            (opened, Some((place, creating, truncate)))
+        } else {
+            (open_at(dir, &path, request)?, None)
+        };
+        if let (Some((place, creating, truncate)), Opened::File { file, .. }) = (&place, &opened) {
+            if *creating {
+                self.journal.before(|journal| journal.created(file))?;
+            }
+            if *truncate {
+                self.journal
+                    .before(|journal| journal.before_set_len(file, place, 0))?;
+                file.set_len(0)?;
+            }
+        } else if let (Some((_, _, true)), Opened::Dir(_)) = (&place, &opened) {
+            return Err(Errno::Isdir);
+        }
         let (entry, handle) = match opened {
             Opened::Dir(dir) => (
                 FdEntry {
@@ -250,6 +293,12 @@ impl WasiCtx {
         len: u32,
     ) -> Result<(), Errno> {
         let path = g.read_path(ptr, len)?;
+        self.path_dir(fd, rights::PATH_CREATE_DIRECTORY, Errno::Badf)?;
+        if self.journal.active() {
+            let place = self.place_below(fd, &path)?;
+            self.journal
+                .before(|journal| journal.before_create(&place, true))?;
+        }
         let (_, dir) = self.path_dir(fd, rights::PATH_CREATE_DIRECTORY, Errno::Badf)?;
         Ok(dir.create_dir(&path)?)
     }
@@ -262,6 +311,12 @@ impl WasiCtx {
         len: u32,
     ) -> Result<(), Errno> {
         let path = g.read_path(ptr, len)?;
+        self.path_dir(fd, rights::PATH_REMOVE_DIRECTORY, Errno::Badf)?;
+        if self.journal.active() {
+            let place = self.place_below(fd, &path)?;
+            self.journal
+                .before(|journal| journal.before_remove_dir(&place))?;
+        }
         let (_, dir) = self.path_dir(fd, rights::PATH_REMOVE_DIRECTORY, Errno::Badf)?;
         Ok(dir.remove_dir(&path)?)
     }
@@ -274,6 +329,12 @@ impl WasiCtx {
         len: u32,
     ) -> Result<(), Errno> {
         let path = g.read_path(ptr, len)?;
+        self.path_dir(fd, rights::PATH_UNLINK_FILE, Errno::Badf)?;
+        if self.journal.active() {
+            let place = self.place_below(fd, &path)?;
+            self.journal
+                .before(|journal| journal.before_remove_file(&place))?;
+        }
         let (_, dir) = self.path_dir(fd, rights::PATH_UNLINK_FILE, Errno::Badf)?;
         Ok(dir.remove_file_or_symlink(&path)?)
     }
@@ -334,13 +395,20 @@ impl WasiCtx {
         let follow = lookup_follow(old_flags)?;
         let old_path = g.read_path(old_ptr, old_len)?;
         let new_path = g.read_path(new_ptr, new_len)?;
-        let (_, old_dir) = self.path_dir(old_fd, rights::PATH_LINK_SOURCE, Errno::Badf)?;
-        let (_, new_dir) = self.path_dir(new_fd, rights::PATH_LINK_TARGET, Errno::Badf)?;
+        self.path_dir(old_fd, rights::PATH_LINK_SOURCE, Errno::Badf)?;
+        self.path_dir(new_fd, rights::PATH_LINK_TARGET, Errno::Badf)?;
         if follow {
             // cap-std links the name itself; following the source is not offered
             // (wasmtime refuses it the same way).
             return Err(Errno::Inval);
         }
+        if self.journal.active() {
+            let place = self.place_below(new_fd, &new_path)?;
+            self.journal
+                .before(|journal| journal.before_create(&place, false))?;
+        }
+        let (_, old_dir) = self.path_dir(old_fd, rights::PATH_LINK_SOURCE, Errno::Badf)?;
+        let (_, new_dir) = self.path_dir(new_fd, rights::PATH_LINK_TARGET, Errno::Badf)?;
         Ok(old_dir.hard_link(&old_path, new_dir, &new_path)?)
     }
 
@@ -374,6 +442,14 @@ impl WasiCtx {
     ) -> Result<(), Errno> {
         let old_path = g.read_path(old_ptr, old_len)?;
         let new_path = g.read_path(new_ptr, new_len)?;
+        self.path_dir(old_fd, rights::PATH_RENAME_SOURCE, Errno::Badf)?;
+        self.path_dir(new_fd, rights::PATH_RENAME_TARGET, Errno::Badf)?;
+        if self.journal.active() {
+            let from = self.place_below(old_fd, &old_path)?;
+            let to = self.place_below(new_fd, &new_path)?;
+            self.journal
+                .before(|journal| journal.before_rename(&from, &to))?;
+        }
         let (_, old_dir) = self.path_dir(old_fd, rights::PATH_RENAME_SOURCE, Errno::Badf)?;
         let (_, new_dir) = self.path_dir(new_fd, rights::PATH_RENAME_TARGET, Errno::Badf)?;
         Ok(old_dir.rename(&old_path, new_dir, &new_path)?)
@@ -388,6 +464,12 @@ impl WasiCtx {
     ) -> Result<(), Errno> {
         let old_path = g.read_path(old_ptr, old_len)?;
         let new_path = g.read_path(new_ptr, new_len)?;
+        self.path_dir(fd, rights::PATH_SYMLINK, Errno::Badf)?;
+        if self.journal.active() {
+            let place = self.place_below(fd, &new_path)?;
+            self.journal
+                .before(|journal| journal.before_create(&place, false))?;
+        }
         let (_, dir) = self.path_dir(fd, rights::PATH_SYMLINK, Errno::Badf)?;
         // cap-std refuses absolute targets (`EPERM`); relative ones that point
         // outside may be created but are refused whenever they are followed.

@@ -118,6 +118,7 @@ impl WasiCtx {
             handles,
             clock: Box::new(clock),
             entropy: Box::new(SystemEntropy::default()),
+            journal: crate::ctx::Journaling::default(),
         };
         Ok((ctx, report))
     }
