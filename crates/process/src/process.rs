@@ -500,6 +500,11 @@ impl Process {
         Ok(())
     }
 
+    /// Counters of the file journal, if the process has one.
+    pub fn journal_stats(&self) -> Option<ferrite_wasi::JournalStats> {
+        self.wasi.journal().map(FileJournal::stats)
+    }
+
     /// The process name.
     pub fn name(&self) -> &str {
         &self.name

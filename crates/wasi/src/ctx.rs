@@ -178,6 +178,14 @@ impl Journaling {
         })
     }
 
+    /// A descriptor of the guest's is closed: its number may name another
+    /// file next.
+    pub(crate) fn forget(&mut self, file: &File) {
+        if let Some(journal) = &mut self.journal {
+            journal.forget(file);
+        }
+    }
+
     /// Whether changes to files are journaled.
     pub(crate) fn active(&self) -> bool {
         self.journal.is_some()

@@ -291,7 +291,9 @@ impl WasiCtx {
 
     pub(crate) fn fd_close(&mut self, fd: Fd) -> Result<(), Errno> {
         self.state.fds.remove(&fd).ok_or(Errno::Badf)?;
-        self.handles.remove(&fd);
+        if let Some(Handle::File(file)) = self.handles.remove(&fd) {
+            self.journal.forget(&file);
+        }
         self.state.free_fds.insert(fd);
         Ok(())
     }
@@ -614,7 +616,9 @@ impl WasiCtx {
         let handle = self.handles.remove(&from).ok_or(Errno::Badf)?;
         self.state.fds.insert(to, entry);
         // Dropping the old handle of `to` closes it.
-        self.handles.insert(to, handle);
+        if let Some(Handle::File(file)) = self.handles.insert(to, handle) {
+            self.journal.forget(&file);
+        }
         self.state.free_fds.insert(from);
         self.state.free_fds.remove(&to);
         Ok(())

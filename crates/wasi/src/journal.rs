@@ -166,6 +166,10 @@ pub struct FileJournal {
     trash: Option<Dir>,
     trash_seq: u64,
     files: BTreeMap<FileId, Touched>,
+    /// The identity of the file behind each guest descriptor written through
+    /// (by host descriptor number; forgotten when the guest closes it), so
+    /// that a write to a file already touched in this epoch needs no syscall.
+    ids: BTreeMap<i32, FileId>,
     handles: usize,
     /// Directories whose entries changed in this epoch.
     dirs: BTreeSet<Place>,
@@ -356,6 +360,7 @@ impl FileJournal {
             trash: None,
             trash_seq: 0,
             files: BTreeMap::new(),
+            ids: BTreeMap::new(),
             handles: 0,
             dirs: BTreeSet::new(),
             stats: JournalStats::default(),
@@ -429,8 +434,15 @@ impl FileJournal {
 
     /// The file's entry, recording its checkpoint length at its first change
     /// in this epoch; keeps a descriptor of it for the checkpoint's sync.
-    fn touch(&mut self, file: &File, at: &Place) -> io::Result<(FileId, u64)> {
+    fn touch(&mut self, file: &File, at: &Place) -> io::Result<FileId> {
+        use std::os::fd::AsRawFd;
+        if let Some(&id) = self.ids.get(&file.as_raw_fd()) {
+            if self.files.get(&id).is_some_and(|t| t.handle.is_some()) {
+                return Ok(id);
+            }
+        }
         let (id, len_now) = file_id(file)?;
+        self.ids.insert(file.as_raw_fd(), id);
         if !self.files.contains_key(&id) {
             self.append(&Undo::Length {
                 at: at.clone(),
@@ -454,7 +466,13 @@ impl FileJournal {
             self.files.get_mut(&id).expect("inserted above").handle = Some(handle);
             self.handles += 1;
         }
-        Ok((id, len_now))
+        Ok(id)
+    }
+
+    /// The guest closed `file`: its descriptor number may name another file.
+    pub fn forget(&mut self, file: &File) {
+        use std::os::fd::AsRawFd;
+        self.ids.remove(&file.as_raw_fd());
     }
 
     /// Saves the checkpoint bytes of `file` in `range` that are not saved yet.
@@ -533,7 +551,7 @@ impl FileJournal {
         offset: u64,
         len: u64,
     ) -> io::Result<()> {
-        let (id, _) = self.touch(file, at)?;
+        let id = self.touch(file, at)?;
         self.save_range(file, at, id, (offset, offset.saturating_add(len)))?;
         self.commit()
     }
@@ -543,7 +561,8 @@ impl FileJournal {
     /// # Errors
     /// If the undo records cannot be made durable.
     pub fn before_set_len(&mut self, file: &File, at: &Place, len: u64) -> io::Result<()> {
-        let (id, len_now) = self.touch(file, at)?;
+        let id = self.touch(file, at)?;
+        let (_, len_now) = file_id(file)?;
         self.save_range(file, at, id, (len, len_now))?;
         self.commit()
     }
@@ -571,8 +590,10 @@ impl FileJournal {
     /// # Errors
     /// If the file cannot be examined.
     pub fn created(&mut self, file: &File) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
         let (id, _) = file_id(file)?;
         let handle = file.try_clone()?;
+        self.ids.insert(file.as_raw_fd(), id);
         let touched = self.files.entry(id).or_default();
         touched.created = true;
         if touched.handle.is_none() {
