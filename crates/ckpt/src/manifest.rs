@@ -19,8 +19,11 @@ use std::collections::BTreeMap;
 
 /// Magic of a manifest: ASCII `FMAN`.
 pub const MANIFEST_MAGIC: [u8; 4] = *b"FMAN";
-/// The manifest format this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The checkpoint format this build writes and reads. Version 2: page records'
+/// checksums cover their segment (layout version 2 of segments and maps), and
+/// epochs are bounded by `EPOCH_MAX`. A store of version 1 is refused with a
+/// clear message, never read as damaged.
+pub const FORMAT_VERSION: u32 = 2;
 const HEADER_BYTES: usize = 28;
 
 /// What a process was doing when the checkpoint was taken.
@@ -241,12 +244,12 @@ mod tests {
     #[test]
     fn other_versions_are_refused_clearly() {
         let mut bytes = sample(2).encode();
-        bytes[4..8].copy_from_slice(&2u32.to_le_bytes());
+        bytes[4..8].copy_from_slice(&1u32.to_le_bytes());
         let len = bytes.len();
         let crc = crc32c::crc32c(&bytes[..len - 4]);
         bytes[len - 4..].copy_from_slice(&crc.to_le_bytes());
         let error = Manifest::decode(&bytes, 2).unwrap_err();
-        assert_eq!(error, ManifestError::Version { found: 2 });
-        assert!(error.to_string().contains("version 2 is not supported"));
+        assert_eq!(error, ManifestError::Version { found: 1 });
+        assert!(error.to_string().contains("version 1 is not supported"));
     }
 }
