@@ -2,8 +2,8 @@
 
 use crate::manifest::{Manifest, ManifestError, MANIFEST_BYTES_MAX};
 use ferrite_pagestore::{
-    get_bounded, record::map_key, PageMapRef, PageStore, SegmentId, StorageBackend,
-    StorageError, EPOCH_MAX,
+    get_bounded, record::map_key, PageMapRef, PageStore, SegmentId, StorageBackend, StorageError,
+    EPOCH_MAX,
 };
 use sha2::{Digest, Sha256};
 use std::{collections::BTreeSet, sync::Arc};
@@ -169,7 +169,8 @@ impl Modules {
     /// # Errors
     /// Storage failures, or [`CkptError::ModuleCorrupt`].
     pub fn get(&self, hash: &str) -> Result<Vec<u8>, CkptError> {
-        let bytes = match get_bounded(&*self.backend, &format!("modules/{hash}"), MODULE_BYTES_MAX) {
+        let bytes = match get_bounded(&*self.backend, &format!("modules/{hash}"), MODULE_BYTES_MAX)
+        {
             Ok(bytes) => bytes,
             Err(StorageError::NotFound { .. }) => {
                 return Err(CkptError::ModuleMissing(hash.to_string()))
@@ -208,6 +209,9 @@ pub struct Recovery {
     /// and how many objects were moved.
     pub set_aside: Option<(String, usize)>,
 }
+
+/// Damaged manifests recovery skipped: epoch and why.
+type Skipped = Vec<(u64, ManifestError)>;
 
 /// What a garbage collection removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -286,7 +290,11 @@ impl ProcessStore {
             epoch,
             reason,
         };
-        match get_bounded(&*self.backend, &self.manifest_key(epoch), MANIFEST_BYTES_MAX)? {
+        match get_bounded(
+            &*self.backend,
+            &self.manifest_key(epoch),
+            MANIFEST_BYTES_MAX,
+        )? {
             Some(bytes) => Manifest::decode(&bytes, epoch).map_err(corrupt),
             None => Err(corrupt(ManifestError::TooLarge)),
         }
@@ -367,10 +375,7 @@ impl ProcessStore {
     /// The newest manifest of `epochs` (ascending) that verifies, and the
     /// damaged newer ones skipped; an error at the first newer one that is not
     /// merely damaged.
-    fn newest_usable(
-        &self,
-        epochs: &[u64],
-    ) -> Result<(Option<Manifest>, Vec<(u64, ManifestError)>), CkptError> {
+    fn newest_usable(&self, epochs: &[u64]) -> Result<(Option<Manifest>, Skipped), CkptError> {
         let mut skipped = Vec::new();
         for (at, &epoch) in epochs.iter().enumerate().rev() {
             let key = self.manifest_key(epoch);

@@ -47,7 +47,9 @@ fn commit_more(process: &ProcessStore, checkpoints: u64) -> u64 {
     let mut pages = process.page_store(recovered.as_ref(), PAGE).unwrap();
     let first = recovered.map_or(1, |m| m.epoch + 1);
     for epoch in first..first + checkpoints {
-        pages.write_page(epoch as u32, &[epoch as u8; PAGE]).unwrap();
+        pages
+            .write_page(epoch as u32, &[epoch as u8; PAGE])
+            .unwrap();
         let map = pages.commit_maps().unwrap();
         let manifest = Manifest {
             epoch,
@@ -112,7 +114,10 @@ fn a_manifest_whose_body_does_not_decode_stops_recovery() {
     );
     let text = error.to_string();
     assert!(text.contains(&manifest_key(3)), "{text}");
-    assert!(text.contains("ferrite resume demo --from-checkpoint 2"), "{text}");
+    assert!(
+        text.contains("ferrite resume demo --from-checkpoint 2"),
+        "{text}"
+    );
     assert!(text.contains("roll back on purpose"), "{text}");
     assert_eq!(keys(&mem), before, "nothing moved or deleted");
 }
@@ -184,7 +189,10 @@ fn a_checksum_mismatch_falls_back_and_sets_the_newer_checkpoint_aside() {
     assert!(objects_of(&mem, 3).is_empty());
     for key in &third {
         let name = key.strip_prefix("procs/demo/").unwrap();
-        assert!(mem.get(&format!("{prefix}{name}"), None).is_ok(), "{key} kept");
+        assert!(
+            mem.get(&format!("{prefix}{name}"), None).is_ok(),
+            "{key} kept"
+        );
     }
     assert_eq!(keys(&mem).len(), before.len(), "moved, not deleted");
     // The epoch can be committed again.

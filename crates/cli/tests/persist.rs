@@ -571,19 +571,28 @@ fn a_manifest_whose_body_does_not_decode_stops_resume_until_a_rollback_is_asked_
     bytes[28] = 0xff;
     fs::write(manifests.join(newest), bytes).unwrap();
     reseal(&manifests.join(newest));
-    let segments_before = fs::read_dir(store.join("procs/u/segments")).unwrap().count();
+    let segments_before = fs::read_dir(store.join("procs/u/segments"))
+        .unwrap()
+        .count();
 
     let out = ferrite(&["resume", "--store", store_arg, "u"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     let stderr = text(&out.stderr);
     let previous_epoch = u64::from_str_radix(previous, 16).unwrap();
-    assert!(stderr.contains(&format!("procs/u/manifests/{newest}")), "{stderr}");
     assert!(
-        stderr.contains(&format!("ferrite resume u --from-checkpoint {previous_epoch}")),
+        stderr.contains(&format!("procs/u/manifests/{newest}")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "ferrite resume u --from-checkpoint {previous_epoch}"
+        )),
         "{stderr}"
     );
     assert!(manifests.join(newest).exists(), "nothing moved");
-    let segments_after = fs::read_dir(store.join("procs/u/segments")).unwrap().count();
+    let segments_after = fs::read_dir(store.join("procs/u/segments"))
+        .unwrap()
+        .count();
     assert_eq!(segments_after, segments_before, "nothing deleted");
 
     let mut resumed = spawn(&[
@@ -597,7 +606,10 @@ fn a_manifest_whose_body_does_not_decode_stops_resume_until_a_rollback_is_asked_
     let mut stderr = BufReader::new(resumed.stderr.take().unwrap());
     let mut line = String::new();
     stderr.read_line(&mut line).unwrap();
-    assert!(line.contains("set aside under procs/u/quarantine/00000001/"), "{line}");
+    assert!(
+        line.contains("set aside under procs/u/quarantine/00000001/"),
+        "{line}"
+    );
     resumed.kill().unwrap();
     resumed.wait().unwrap();
     assert!(store

@@ -964,7 +964,11 @@ mod tests {
         let record = (RECORD_HEADER_BYTES + 4096) as u32;
         let header = SEGMENT_HEADER_BYTES as u32;
         let cases = [
-            (1, header + (u32::MAX / record - 1) * record, "past the largest segment"),
+            (
+                1,
+                header + (u32::MAX / record - 1) * record,
+                "past the largest segment",
+            ),
             (5, header, "newer than its chunk"),
             (1, header + 1, "not at a record boundary"),
             // Within the largest segment, past this one's end.
@@ -991,19 +995,31 @@ mod tests {
         let bytes = backend.get(&segment, None).unwrap();
         assert!(mem.replace(&segment, bytes[..bytes.len() - 100].to_vec()));
         let error = read_error(backend.clone(), map.clone(), 2);
-        assert!(error.contains(&segment) && error.contains("truncated"), "{error}");
+        assert!(
+            error.contains(&segment) && error.contains("truncated"),
+            "{error}"
+        );
         backend.delete(&segment).unwrap();
         let error = read_error(backend.clone(), map.clone(), 0);
-        assert!(error.contains(&segment) && error.contains("missing"), "{error}");
+        assert!(
+            error.contains(&segment) && error.contains("missing"),
+            "{error}"
+        );
 
         let chunk = map_key("p/", 1, 0);
         let bytes = backend.get(&chunk, None).unwrap();
         assert!(mem.replace(&chunk, bytes[..1000].to_vec()));
         let error = read_error(backend.clone(), map.clone(), 0);
-        assert!(error.contains(&chunk) && error.contains("truncated"), "{error}");
+        assert!(
+            error.contains(&chunk) && error.contains("truncated"),
+            "{error}"
+        );
         backend.delete(&chunk).unwrap();
         let error = read_error(backend, map, 0);
-        assert!(error.contains(&chunk) && error.contains("missing"), "{error}");
+        assert!(
+            error.contains(&chunk) && error.contains("missing"),
+            "{error}"
+        );
     }
 
     #[test]

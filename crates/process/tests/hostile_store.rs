@@ -37,5 +37,8 @@ fn a_damaged_or_hostile_store_never_panics_over_allocates_or_misleads() {
         "{seeds} cases: {counts:?}; largest allocation {} bytes",
         hostile::ALLOCATION_BYTES_PEAK.load(std::sync::atomic::Ordering::Relaxed)
     );
-    assert!(counts.len() >= 3, "the cases reach several outcomes: {counts:?}");
+    assert!(
+        counts.len() >= 3,
+        "the cases reach several outcomes: {counts:?}"
+    );
 }

@@ -150,7 +150,7 @@ pub fn baseline() -> &'static Baseline {
             })
             .collect();
         let expected = match run(store_of(&objects)) {
-            Ok((Outcome::Returned(results), _)) => results[0].clone(),
+            Ok((Outcome::Returned(results), _)) => results[0],
             other => panic!("the undamaged store must run to its end: {other:?}"),
         };
         Baseline { objects, expected }
@@ -259,7 +259,7 @@ const WORDS: [u64; 8] = [0, 1, 2, 0xff, 4096, 1 << 31, u32::MAX as u64, u64::MAX
 fn mutate(objects: &mut Vec<(String, Vec<u8>)>, input: &mut Input<'_>) -> bool {
     let which = input.below(objects.len());
     let kind = input.byte() % 8;
-    let seal = input.byte() % 4 != 0;
+    let seal = !input.byte().is_multiple_of(4);
     let key = objects[which].0.clone();
     let bytes = &mut objects[which].1;
     let len = bytes.len();
@@ -277,7 +277,7 @@ fn mutate(objects: &mut Vec<(String, Vec<u8>)>, input: &mut Input<'_>) -> bool {
         2 => {
             // A header field: a length, offset, epoch or index.
             let word = WORDS[input.below(WORDS.len())].wrapping_add(u64::from(input.byte()) % 3);
-            let width = if input.byte() % 2 == 0 { 4 } else { 8 };
+            let width = if input.byte().is_multiple_of(2) { 4 } else { 8 };
             let field = at - at % 4;
             let end = (field + width).min(len);
             let le = word.to_le_bytes();
@@ -332,7 +332,7 @@ pub fn check(input: &[u8]) -> Verdict {
     let mut objects = baseline.objects.clone();
     let mut input = Input(input);
     let mut forgeable = false;
-    for _ in 0..1 + input.byte() % 3 {
+    for _ in 0..=input.byte() % 3 {
         if objects.is_empty() {
             break;
         }
@@ -340,7 +340,7 @@ pub fn check(input: &[u8]) -> Verdict {
     }
     let result = run(store_of(&objects));
     match result {
-        Ok((Outcome::Returned(results), announced)) if results == [baseline.expected.clone()] => {
+        Ok((Outcome::Returned(results), announced)) if results == [baseline.expected] => {
             if announced {
                 Verdict::FellBack
             } else {
@@ -352,25 +352,17 @@ pub fn check(input: &[u8]) -> Verdict {
             Verdict::Forged
         }
         Err(error) => {
-            let text = error.to_string();
+            assert!(!error.to_string().is_empty(), "every error says something");
             match &error {
                 ProcessError::Corrupt(_) => Verdict::Damage,
                 ProcessError::Checkpoint(_)
                 | ProcessError::Unusable { .. }
                 | ProcessError::NoCheckpoint(_)
+                | ProcessError::Host(_)
                 | ProcessError::Engine(_) => Verdict::Refused,
                 ProcessError::Finished { .. } if forgeable => Verdict::Forged,
                 _ => panic!("unclear error: {error:?}"),
             }
-            .max_with(&text)
         }
-    }
-}
-
-impl Verdict {
-    /// Every error must say something.
-    fn max_with(self, text: &str) -> Self {
-        assert!(!text.is_empty());
-        self
     }
 }
