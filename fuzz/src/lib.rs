@@ -9,3 +9,8 @@
 #[allow(dead_code)]
 #[path = "../../crates/vm/tests/differential.rs"]
 pub mod oracle;
+
+/// The hostile-store check of `crates/process/tests/hostile_store.rs`,
+/// included for the same reason.
+#[path = "../../crates/process/tests/hostile/mod.rs"]
+pub mod hostile;

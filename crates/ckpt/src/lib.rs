@@ -41,8 +41,9 @@ mod process;
 pub use lock::{LockError, ProcessLock};
 pub use manifest::{
     Invocation, Manifest, ManifestBody, ManifestError, ProcessStatus, FORMAT_VERSION,
-    MANIFEST_MAGIC,
+    MANIFEST_BYTES_MAX, MANIFEST_MAGIC,
 };
 pub use process::{
     check_process_name, list_processes, CkptError, GcReport, Modules, ProcessStore, Recovery,
+    MODULE_BYTES_MAX,
 };

@@ -13,15 +13,22 @@
 //!   28+N     4  crc32c of bytes 0 .. 28+N
 //! ```
 
-use ferrite_pagestore::{PageMapRef, SegmentId};
+use ferrite_pagestore::{PageMapRef, SegmentId, EPOCH_MAX};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Magic of a manifest: ASCII `FMAN`.
 pub const MANIFEST_MAGIC: [u8; 4] = *b"FMAN";
-/// The manifest format this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The checkpoint format this build writes and reads. Version 2: page records'
+/// checksums cover their segment (layout version 2 of segments and maps), and
+/// epochs are bounded by `EPOCH_MAX`. A store of version 1 is refused with a
+/// clear message, never read as damaged.
+pub const FORMAT_VERSION: u32 = 2;
 const HEADER_BYTES: usize = 28;
+/// The largest manifest the format allows. A reader fetches at most one byte
+/// more, whatever the object's size; a writer refuses to commit a larger one.
+/// (The largest part is the list of resident pages, 4 bytes each at most.)
+pub const MANIFEST_BYTES_MAX: u64 = 64 << 20;
 
 /// What a process was doing when the checkpoint was taken.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,6 +105,26 @@ impl ManifestBody {
         }
     }
 
+    /// Checks what the format says of a checkpoint of `epoch`: every page-map
+    /// chunk and segment it names is of an epoch from 1 to `epoch`.
+    ///
+    /// # Errors
+    /// [`ManifestError::Inconsistent`], naming the first part that is not.
+    pub fn check(&self, epoch: u64) -> Result<(), ManifestError> {
+        let in_range = |e: u64| (1..=epoch).contains(&e);
+        if let Some(&(chunk, e)) = self.map_chunks.iter().find(|&&(_, e)| !in_range(e)) {
+            return Err(ManifestError::Inconsistent(format!(
+                "page-map chunk {chunk} of epoch {e}, checkpoint {epoch}"
+            )));
+        }
+        if let Some(&(e, seq, _)) = self.segments.iter().find(|&&(e, _, _)| !in_range(e)) {
+            return Err(ManifestError::Inconsistent(format!(
+                "segment {e:x}-{seq:x}, checkpoint {epoch}"
+            )));
+        }
+        Ok(())
+    }
+
     /// Records `map` as the page map.
     pub fn set_page_map(&mut self, map: &PageMapRef) {
         self.map_chunks = map.chunks.iter().map(|(&c, &e)| (c, e)).collect();
@@ -118,6 +145,12 @@ pub struct Manifest {
 }
 
 /// Why manifest bytes were rejected.
+///
+/// Two kinds, told apart by [`ManifestError::is_damage`]: bytes that fail
+/// their checks (the medium damaged them: recovery may fall back to an older
+/// checkpoint), and bytes that pass their checksum but cannot be used (another
+/// build's layout, or a writer's bug: recovery stops, since falling back would
+/// roll back a checkpoint that was committed whole).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ManifestError {
     #[error("not a Ferrite manifest (bad magic)")]
@@ -128,10 +161,30 @@ pub enum ManifestError {
     Checksum,
     #[error("manifest truncated")]
     Truncated,
+    #[error("manifest is larger than the format allows ({MANIFEST_BYTES_MAX} bytes)")]
+    TooLarge,
     #[error("manifest is for epoch {found}, expected {expected}")]
     Misdirected { expected: u64, found: u64 },
     #[error("manifest body does not decode: {0}")]
     Body(String),
+    /// The body decodes but contradicts the format (an epoch out of range, a
+    /// part newer than the checkpoint, a length that disagrees).
+    #[error("manifest is inconsistent: {0}")]
+    Inconsistent(String),
+}
+
+impl ManifestError {
+    /// True if the bytes are damaged (they fail a check a writer never fails),
+    /// false if they verify but cannot be used.
+    pub fn is_damage(&self) -> bool {
+        matches!(
+            self,
+            ManifestError::Magic
+                | ManifestError::Checksum
+                | ManifestError::Truncated
+                | ManifestError::TooLarge
+        )
+    }
 }
 
 impl Manifest {
@@ -153,8 +206,12 @@ impl Manifest {
     /// Decodes and verifies the manifest stored for `epoch`.
     ///
     /// # Errors
-    /// If the bytes are damaged, of another format version, or for another epoch.
+    /// If the bytes are damaged, of another format version, for another epoch,
+    /// or contradict the format (see [`ManifestError::is_damage`]).
     pub fn decode(bytes: &[u8], epoch: u64) -> Result<Self, ManifestError> {
+        if bytes.len() as u64 > MANIFEST_BYTES_MAX {
+            return Err(ManifestError::TooLarge);
+        }
         if bytes.len() < HEADER_BYTES + 4 {
             return Err(ManifestError::Truncated);
         }
@@ -171,8 +228,12 @@ impl Manifest {
         if version != FORMAT_VERSION {
             return Err(ManifestError::Version { found: version });
         }
-        if HEADER_BYTES + word(24) as usize != body_end {
-            return Err(ManifestError::Truncated);
+        if HEADER_BYTES as u64 + u64::from(word(24)) != body_end as u64 {
+            return Err(ManifestError::Inconsistent(format!(
+                "body length {} in a manifest of {} bytes",
+                word(24),
+                bytes.len()
+            )));
         }
         if long(8) != epoch {
             return Err(ManifestError::Misdirected {
@@ -180,11 +241,25 @@ impl Manifest {
                 found: long(8),
             });
         }
-        let body = postcard::from_bytes(&bytes[HEADER_BYTES..body_end])
+        // Every epoch a checkpoint may have can be followed by the next one.
+        if epoch == 0 || epoch >= EPOCH_MAX {
+            return Err(ManifestError::Inconsistent(format!(
+                "epoch {epoch} is out of range (1 to {})",
+                EPOCH_MAX - 1
+            )));
+        }
+        let parent = long(16);
+        if parent >= epoch {
+            return Err(ManifestError::Inconsistent(format!(
+                "parent {parent} of checkpoint {epoch}"
+            )));
+        }
+        let body: ManifestBody = postcard::from_bytes(&bytes[HEADER_BYTES..body_end])
             .map_err(|e| ManifestError::Body(e.to_string()))?;
+        body.check(epoch)?;
         Ok(Self {
             epoch,
-            parent: long(16),
+            parent,
             body,
         })
     }
@@ -238,15 +313,54 @@ mod tests {
         }
     }
 
+    /// Re-seals damaged manifest bytes with a valid checksum.
+    fn reseal(bytes: &mut [u8]) {
+        let len = bytes.len();
+        let crc = crc32c::crc32c(&bytes[..len - 4]);
+        bytes[len - 4..].copy_from_slice(&crc.to_le_bytes());
+    }
+
+    #[test]
+    fn a_manifest_that_verifies_but_contradicts_the_format_is_not_damage() {
+        let mut bytes = sample(2).encode();
+        bytes[28] = 0xff; // the body's first byte: the process name's length
+        reseal(&mut bytes);
+        let error = Manifest::decode(&bytes, 2).unwrap_err();
+        assert!(matches!(error, ManifestError::Body(_)), "{error:?}");
+        assert!(!error.is_damage());
+
+        let mut future = sample(2);
+        future.body.segments.push((3, 0, 1));
+        let error = Manifest::decode(&future.encode(), 2).unwrap_err();
+        assert!(matches!(error, ManifestError::Inconsistent(_)), "{error:?}");
+
+        let mut flipped = sample(2).encode();
+        flipped[40] ^= 1;
+        assert!(Manifest::decode(&flipped, 2).unwrap_err().is_damage());
+    }
+
+    #[test]
+    fn a_manifest_whose_epoch_cannot_be_followed_is_refused() {
+        for epoch in [u64::MAX, EPOCH_MAX] {
+            let mut manifest = sample(2);
+            manifest.epoch = epoch;
+            let error = Manifest::decode(&manifest.encode(), epoch).unwrap_err();
+            assert!(error.to_string().contains("out of range"), "{error}");
+        }
+        let mut orphan = sample(2);
+        orphan.parent = 2;
+        assert!(Manifest::decode(&orphan.encode(), 2).is_err());
+    }
+
     #[test]
     fn other_versions_are_refused_clearly() {
         let mut bytes = sample(2).encode();
-        bytes[4..8].copy_from_slice(&2u32.to_le_bytes());
+        bytes[4..8].copy_from_slice(&1u32.to_le_bytes());
         let len = bytes.len();
         let crc = crc32c::crc32c(&bytes[..len - 4]);
         bytes[len - 4..].copy_from_slice(&crc.to_le_bytes());
         let error = Manifest::decode(&bytes, 2).unwrap_err();
-        assert_eq!(error, ManifestError::Version { found: 2 });
-        assert!(error.to_string().contains("version 2 is not supported"));
+        assert_eq!(error, ManifestError::Version { found: 1 });
+        assert!(error.to_string().contains("version 1 is not supported"));
     }
 }

@@ -1,8 +1,9 @@
 //! The checkpoints of one named process in a store, and the store's modules.
 
-use crate::manifest::{Manifest, ManifestError};
+use crate::manifest::{Manifest, ManifestError, MANIFEST_BYTES_MAX};
 use ferrite_pagestore::{
-    record::map_key, PageMapRef, PageStore, SegmentId, StorageBackend, StorageError,
+    get_bounded, record::map_key, PageMapRef, PageStore, SegmentId, StorageBackend, StorageError,
+    EPOCH_MAX,
 };
 use sha2::{Digest, Sha256};
 use std::{collections::BTreeSet, sync::Arc};
@@ -27,7 +28,81 @@ pub enum CkptError {
     NoSuchProcess(String),
     #[error("module {0} in the store is damaged (its hash does not match)")]
     ModuleCorrupt(String),
+    #[error("module {0} is missing from the store")]
+    ModuleMissing(String),
+    /// The newest manifest verifies but cannot be used: recovery stops rather
+    /// than roll back past a committed checkpoint.
+    #[error(
+        "checkpoint {epoch} of process {process} ({key}) cannot be used: {reason}; {}",
+        way_forward(process, *fallback)
+    )]
+    Stopped {
+        process: String,
+        epoch: u64,
+        key: String,
+        reason: ManifestError,
+        /// The newest older checkpoint that verifies.
+        fallback: Option<u64>,
+    },
+    /// The newest manifest could not be read: recovery stops rather than take
+    /// a read failure for damage.
+    #[error(
+        "checkpoint {epoch} of process {process} ({key}) could not be read: {source}; {}",
+        way_forward(process, *fallback)
+    )]
+    Unreadable {
+        process: String,
+        epoch: u64,
+        key: String,
+        source: StorageError,
+        fallback: Option<u64>,
+    },
+    /// `--from-checkpoint` named a checkpoint that does not exist.
+    #[error("process {process} has no checkpoint {epoch} (it has {})", epochs_text(.epochs))]
+    NoSuchCheckpoint {
+        process: String,
+        epoch: u64,
+        epochs: Vec<u64>,
+    },
+    /// An object recovery must set aside is larger than any object of the
+    /// format: it is not copied (that would mean reading it whole) nor deleted.
+    #[error("{key} is larger than any object of the format ({MANIFEST_BYTES_MAX} bytes); recovery cannot set it aside: move it out of the store by hand")]
+    TooLargeToSetAside { key: String },
+    /// A checkpoint beyond what the format can hold.
+    #[error("checkpoint {epoch} of process {process} cannot be committed: {reason}")]
+    Limit {
+        process: String,
+        epoch: u64,
+        reason: String,
+    },
 }
+
+/// The explicit way on from a checkpoint recovery will not use.
+fn way_forward(process: &str, fallback: Option<u64>) -> String {
+    match fallback {
+        Some(epoch) => format!(
+            "recovery stops here rather than fall back past a committed checkpoint. \
+             To roll back on purpose to checkpoint {epoch} (the later checkpoints are set \
+             aside under quarantine/, not deleted), run `ferrite resume {process} \
+             --from-checkpoint {epoch}`"
+        ),
+        None => "recovery stops here; no older checkpoint verifies".to_string(),
+    }
+}
+
+fn epochs_text(epochs: &[u64]) -> String {
+    if epochs.is_empty() {
+        return "none".to_string();
+    }
+    epochs
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The largest module a store holds (the CLI reads no larger file).
+pub const MODULE_BYTES_MAX: u64 = 256 << 20;
 
 /// Checks a process name: 1 to 64 characters of `[A-Za-z0-9._-]`, not starting
 /// with a dot.
@@ -94,7 +169,18 @@ impl Modules {
     /// # Errors
     /// Storage failures, or [`CkptError::ModuleCorrupt`].
     pub fn get(&self, hash: &str) -> Result<Vec<u8>, CkptError> {
-        let bytes = self.backend.get(&format!("modules/{hash}"), None)?;
+        let bytes = match get_bounded(&*self.backend, &format!("modules/{hash}"), MODULE_BYTES_MAX)
+        {
+            Ok(bytes) => bytes,
+            Err(StorageError::NotFound { .. }) => {
+                return Err(CkptError::ModuleMissing(hash.to_string()))
+            }
+            Err(error) => return Err(error.into()),
+        };
+        // Longer than any module the store takes: damaged, never read whole.
+        let Some(bytes) = bytes else {
+            return Err(CkptError::ModuleCorrupt(hash.to_string()));
+        };
         if sha256_hex(&bytes) != hash {
             return Err(CkptError::ModuleCorrupt(hash.to_string()));
         }
@@ -112,13 +198,20 @@ fn sha256_hex(bytes: &[u8]) -> String {
         })
 }
 
-/// What recovery found: the newest usable checkpoint and the damaged newer ones
-/// it skipped (moved to `quarantine/`, so that their epochs can be reused).
+/// What recovery found: the newest usable checkpoint (or the one asked for),
+/// the damaged newer ones it skipped, and where the objects of the later
+/// epochs were set aside (so that their epochs can be committed again).
 #[derive(Debug)]
 pub struct Recovery {
     pub manifest: Option<Manifest>,
     pub skipped: Vec<(u64, ManifestError)>,
+    /// The `quarantine/<n>/` prefix the later epochs' objects were moved to,
+    /// and how many objects were moved.
+    pub set_aside: Option<(String, usize)>,
 }
+
+/// Damaged manifests recovery skipped: epoch and why.
+type Skipped = Vec<(u64, ManifestError)>;
 
 /// What a garbage collection removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -192,60 +285,195 @@ impl ProcessStore {
     /// # Errors
     /// Storage failures or [`CkptError::Corrupt`].
     pub fn load(&self, epoch: u64) -> Result<Manifest, CkptError> {
-        let bytes = self.backend.get(&self.manifest_key(epoch), None)?;
-        Manifest::decode(&bytes, epoch).map_err(|reason| CkptError::Corrupt {
+        let corrupt = |reason| CkptError::Corrupt {
             process: self.name.clone(),
             epoch,
             reason,
+        };
+        match get_bounded(
+            &*self.backend,
+            &self.manifest_key(epoch),
+            MANIFEST_BYTES_MAX,
+        )? {
+            Some(bytes) => Manifest::decode(&bytes, epoch).map_err(corrupt),
+            None => Err(corrupt(ManifestError::TooLarge)),
+        }
+    }
+
+    /// Finds the newest checkpoint that verifies; see [`ProcessStore::recover_from`].
+    ///
+    /// # Errors
+    /// As [`ProcessStore::recover_from`].
+    pub fn recover(&self) -> Result<Recovery, CkptError> {
+        self.recover_from(None)
+    }
+
+    /// Finds the checkpoint to resume: `from` if given (a rollback the user
+    /// asked for), else the newest manifest that verifies, falling back past
+    /// newer manifests only if their bytes are damaged (a checksum mismatch,
+    /// see [`ManifestError::is_damage`]). The objects of every epoch after the
+    /// chosen one up to the newest manifest (manifests, segments, maps) are
+    /// then moved to a new `quarantine/<n>/`, never deleted: a checkpoint
+    /// whose manifest cannot be read may still be whole. Only objects of
+    /// epochs after every manifest, which no commit can have named, are left
+    /// for [`ProcessStore::page_store`] to remove.
+    ///
+    /// When no manifest verifies nothing is moved, and `manifest` is `None`.
+    ///
+    /// # Errors
+    /// [`CkptError::Stopped`] if a newer manifest verifies but cannot be used
+    /// (another format version or layout); [`CkptError::Unreadable`] if reading
+    /// one fails; [`CkptError::NoSuchCheckpoint`] or the checkpoint's own error
+    /// for a `from` that cannot be used; storage failures while moving.
+    pub fn recover_from(&self, from: Option<u64>) -> Result<Recovery, CkptError> {
+        let epochs = self.epochs()?;
+        let Some(&newest) = epochs.last() else {
+            if let Some(epoch) = from {
+                return Err(self.no_such_checkpoint(epoch, epochs));
+            }
+            return Ok(Recovery {
+                manifest: None,
+                skipped: Vec::new(),
+                set_aside: None,
+            });
+        };
+        let (manifest, skipped) = match from {
+            Some(epoch) if !epochs.contains(&epoch) => {
+                return Err(self.no_such_checkpoint(epoch, epochs))
+            }
+            Some(epoch) => (Some(self.load(epoch)?), Vec::new()),
+            None => self.newest_usable(&epochs)?,
+        };
+        let Some(manifest) = manifest else {
+            return Ok(Recovery {
+                manifest: None,
+                skipped,
+                set_aside: None,
+            });
+        };
+        let set_aside = if manifest.epoch < newest {
+            Some(self.set_aside(manifest.epoch, newest)?)
+        } else {
+            None
+        };
+        Ok(Recovery {
+            manifest: Some(manifest),
+            skipped,
+            set_aside,
         })
     }
 
-    /// Finds the newest checkpoint that verifies. Damaged newer manifests are
-    /// copied to `quarantine/` and removed, so the next commit can use their epoch.
-    ///
-    /// # Errors
-    /// Storage failures. A manifest of an unsupported format version is an error,
-    /// not something to skip: an older checkpoint must not silently win over it.
-    pub fn recover(&self) -> Result<Recovery, CkptError> {
+    #[cold]
+    fn no_such_checkpoint(&self, epoch: u64, epochs: Vec<u64>) -> CkptError {
+        CkptError::NoSuchCheckpoint {
+            process: self.name.clone(),
+            epoch,
+            epochs,
+        }
+    }
+
+    /// The newest manifest of `epochs` (ascending) that verifies, and the
+    /// damaged newer ones skipped; an error at the first newer one that is not
+    /// merely damaged.
+    fn newest_usable(&self, epochs: &[u64]) -> Result<(Option<Manifest>, Skipped), CkptError> {
         let mut skipped = Vec::new();
-        for epoch in self.epochs()?.into_iter().rev() {
+        for (at, &epoch) in epochs.iter().enumerate().rev() {
+            let key = self.manifest_key(epoch);
             match self.load(epoch) {
-                Ok(manifest) => {
-                    for (bad, _) in &skipped {
-                        self.quarantine(*bad)?;
-                    }
-                    return Ok(Recovery {
-                        manifest: Some(manifest),
-                        skipped,
-                    });
+                Ok(manifest) => return Ok((Some(manifest), skipped)),
+                Err(CkptError::Corrupt { reason, .. }) if reason.is_damage() => {
+                    skipped.push((epoch, reason));
                 }
-                Err(
-                    error @ CkptError::Corrupt {
-                        reason: ManifestError::Version { .. },
-                        ..
-                    },
-                ) => {
-                    return Err(error);
+                Err(CkptError::Corrupt { reason, .. }) => {
+                    return Err(CkptError::Stopped {
+                        process: self.name.clone(),
+                        epoch,
+                        key,
+                        reason,
+                        fallback: self.newest_verified(&epochs[..at]),
+                    })
                 }
-                Err(CkptError::Corrupt { reason, .. }) => skipped.push((epoch, reason)),
+                Err(CkptError::Storage(source)) => {
+                    return Err(CkptError::Unreadable {
+                        process: self.name.clone(),
+                        epoch,
+                        key,
+                        source,
+                        fallback: self.newest_verified(&epochs[..at]),
+                    })
+                }
                 Err(other) => return Err(other),
             }
         }
-        Ok(Recovery {
-            manifest: None,
-            skipped,
-        })
+        Ok((None, skipped))
     }
 
-    fn quarantine(&self, epoch: u64) -> Result<(), StorageError> {
-        let key = self.manifest_key(epoch);
-        let bytes = self.backend.get(&key, None)?;
-        let target = format!("{}quarantine/{epoch:016x}", self.prefix);
-        match self.backend.put_new(&target, &bytes) {
-            Ok(()) | Err(StorageError::AlreadyExists { .. }) => {}
-            Err(error) => return Err(error),
+    /// The newest of `epochs` (ascending) whose manifest verifies, reading only.
+    fn newest_verified(&self, epochs: &[u64]) -> Option<u64> {
+        epochs
+            .iter()
+            .rev()
+            .copied()
+            .find(|&epoch| self.load(epoch).is_ok())
+    }
+
+    /// Moves every object of epochs `after + 1 ..= newest` to a new
+    /// `quarantine/<n>/` (keeping its name below that prefix), data objects
+    /// first and manifests last: until an epoch's manifest is moved, a recovery
+    /// that runs again after a crash here still sees the epoch as committed and
+    /// moves its objects rather than removing them as uncommitted remains.
+    /// Copies of the same object moved twice land under different prefixes;
+    /// none is overwritten or removed.
+    fn set_aside(&self, after: u64, newest: u64) -> Result<(String, usize), CkptError> {
+        let target = self.quarantine_prefix()?;
+        let mut moved = 0;
+        for dir in ["segments/", "maps/", "manifests/"] {
+            for key in self.backend.list(&format!("{}{dir}", self.prefix))? {
+                if parse_epoch(&key).is_some_and(|e| e > after && e <= newest) {
+                    let name = key.strip_prefix(&self.prefix).unwrap_or(&key);
+                    self.move_object(&key, &format!("{target}{name}"))?;
+                    moved += 1;
+                }
+            }
         }
-        self.backend.delete(&key)
+        Ok((target, moved))
+    }
+
+    /// A `quarantine/<n>/` prefix no earlier recovery used.
+    fn quarantine_prefix(&self) -> Result<String, StorageError> {
+        let base = format!("{}quarantine/", self.prefix);
+        let used = self
+            .backend
+            .list(&base)?
+            .iter()
+            .filter_map(|key| {
+                let first = key.strip_prefix(&base)?.split('/').next()?;
+                u32::from_str_radix(first, 16).ok()
+            })
+            .max();
+        let next = used.map_or(1, |n| n.saturating_add(1));
+        Ok(format!("{base}{next:08x}/"))
+    }
+
+    /// Copies `key` to `target` (create-only), then deletes `key`.
+    fn move_object(&self, key: &str, target: &str) -> Result<(), CkptError> {
+        let bytes = match get_bounded(&*self.backend, key, MANIFEST_BYTES_MAX) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => {
+                return Err(CkptError::TooLargeToSetAside {
+                    key: key.to_string(),
+                })
+            }
+            // Gone since it was listed: nothing to keep.
+            Err(StorageError::NotFound { .. }) => return Ok(()),
+            Err(error) => return Err(error.into()),
+        };
+        match self.backend.put_new(target, &bytes) {
+            Ok(()) | Err(StorageError::AlreadyExists { .. }) => {}
+            Err(error) => return Err(error.into()),
+        }
+        self.backend.delete(key)?;
+        Ok(())
     }
 
     /// Commits `manifest`: the single create-only write that makes a checkpoint
@@ -255,9 +483,24 @@ impl ProcessStore {
     /// [`CkptError::Fenced`] if the epoch already has a manifest (another runner
     /// won); storage failures (the previous checkpoint stays the latest).
     pub fn commit(&self, manifest: &Manifest) -> Result<(), CkptError> {
+        let limit = |reason: String| CkptError::Limit {
+            process: self.name.clone(),
+            epoch: manifest.epoch,
+            reason,
+        };
+        if manifest.epoch == 0 || manifest.epoch >= EPOCH_MAX {
+            return Err(limit(format!("epochs run from 1 to {}", EPOCH_MAX - 1)));
+        }
+        let bytes = manifest.encode();
+        if bytes.len() as u64 > MANIFEST_BYTES_MAX {
+            return Err(limit(format!(
+                "its manifest would take {} bytes, more than the format allows ({MANIFEST_BYTES_MAX})",
+                bytes.len()
+            )));
+        }
         match self
             .backend
-            .put_new(&self.manifest_key(manifest.epoch), &manifest.encode())
+            .put_new(&self.manifest_key(manifest.epoch), &bytes)
         {
             Ok(()) => Ok(()),
             Err(StorageError::AlreadyExists { .. }) => Err(CkptError::Fenced {
@@ -269,7 +512,9 @@ impl ProcessStore {
     }
 
     /// A page store positioned after the checkpoint `committed` (or a new one),
-    /// after removing the objects of any later, uncommitted epoch.
+    /// after removing the objects of epochs after every manifest: the remains
+    /// of a checkpoint that crashed before its commit. Objects of an epoch that
+    /// has a manifest are never removed here (recovery sets them aside first).
     ///
     /// # Errors
     /// Storage failures while removing leftovers.
@@ -279,7 +524,8 @@ impl ProcessStore {
         page_size: usize,
     ) -> Result<PageStore, StorageError> {
         let epoch = committed.map_or(0, |m| m.epoch);
-        PageStore::remove_uncommitted(&*self.backend, &self.prefix, epoch)?;
+        let newest = self.epochs()?.last().copied().unwrap_or(0);
+        PageStore::remove_uncommitted(&*self.backend, &self.prefix, epoch.max(newest))?;
         let map = committed.map_or_else(PageMapRef::default, |m| m.body.page_map());
         Ok(PageStore::open(
             self.backend.clone(),

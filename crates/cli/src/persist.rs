@@ -14,7 +14,10 @@
 //! | 130, 143 | stopped by SIGINT or SIGTERM after a checkpoint (128 + signal)      |
 //! | 1        | a storage failure or failed checkpoint stopped the process; the     |
 //! |          | last committed checkpoint is intact and `ferrite resume` continues  |
-//! |          | from it                                                             |
+//! |          | from it. Or the store is damaged (an object is corrupt, missing or  |
+//! |          | truncated; the message names it), or recovery stopped at a newer    |
+//! |          | checkpoint it cannot use (the message says how to roll back on      |
+//! |          | purpose with `ferrite resume NAME --from-checkpoint N`)             |
 
 use crate::{
     procs::StoreOption,
@@ -94,6 +97,14 @@ pub struct ResumeOptions {
     /// Read the pages that were resident at the checkpoint before running.
     #[arg(long)]
     pub prefetch: bool,
+
+    /// Roll back on purpose to checkpoint N instead of the newest one. The
+    /// later checkpoints are not deleted: their objects are set aside under
+    /// the process's `quarantine/` in the store, and the process continues
+    /// from N, committing those checkpoint numbers again. For when recovery
+    /// stops at a newer checkpoint it cannot use and says so.
+    #[arg(long, value_name = "N", conflicts_with = "all")]
+    pub from_checkpoint: Option<u64>,
 
     #[command(flatten)]
     pub persist: PersistOptions,
@@ -378,7 +389,8 @@ pub fn resume(options: &ResumeOptions) -> ExitCode {
         Ok(requests) => requests,
         Err(message) => return fail(&message),
     };
-    match Process::resume(backend, Some(lock), name, &process_options) {
+    let from = options.from_checkpoint;
+    match Process::resume_from(backend, Some(lock), name, &process_options, from) {
         Ok((mut process, mut report)) => {
             // The run's own period unless this resume gives another.
             let every = options.persist.checkpoint_every.or_else(|| {
@@ -399,6 +411,13 @@ pub fn resume(options: &ResumeOptions) -> ExitCode {
                     "warning: checkpoint {epoch} of {name} is damaged ({reason}); \
                      resumed from checkpoint {}",
                     report.epoch
+                );
+            }
+            if let Some((prefix, objects)) = &report.set_aside {
+                eprintln!(
+                    "warning: {name}: the checkpoints after {} were set aside under {prefix} \
+                     ({objects} objects, kept, not deleted); {name} continues from checkpoint {}",
+                    report.epoch, report.epoch
                 );
             }
             for not_undone in &report.files_not_undone {

@@ -523,3 +523,127 @@ fn relative_preopens_survive_a_resume_from_elsewhere() {
     assert!(journal.contains("round 250: "), "{journal}");
     assert!(!base.join("elsewhere/out").exists());
 }
+
+/// CRC-32C (Castagnoli), bit by bit: the manifest checksum, for tests only.
+fn crc32c(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &byte in bytes {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0x82f6_3b78
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// Gives a manifest file a valid checksum again after a change, so that the
+/// change reaches the decoder (as another build's layout would).
+fn reseal(path: &Path) {
+    let mut bytes = fs::read(path).unwrap();
+    let len = bytes.len();
+    let crc = crc32c(&bytes[..len - 4]);
+    bytes[len - 4..].copy_from_slice(&crc.to_le_bytes());
+    fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn a_manifest_whose_body_does_not_decode_stops_resume_until_a_rollback_is_asked_for() {
+    let store = temp_store("undecodable");
+    let store_arg = store.to_str().unwrap();
+    let churn = example("churn.wat");
+    let child = spawn(&churn_run_args(store_arg, "u", churn.to_str().unwrap()));
+    wait_for_checkpoints(&store, "u", 3);
+    send_signal(child.id(), libc_signal::TERM);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(143), "{}", text(&out.stderr));
+    let manifests = store.join("procs/u/manifests");
+    let mut names: Vec<_> = fs::read_dir(&manifests)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    let (newest, previous) = (&names[names.len() - 1], &names[names.len() - 2]);
+    let mut bytes = fs::read(manifests.join(newest)).unwrap();
+    bytes[28] = 0xff;
+    fs::write(manifests.join(newest), bytes).unwrap();
+    reseal(&manifests.join(newest));
+    let segments_before = fs::read_dir(store.join("procs/u/segments"))
+        .unwrap()
+        .count();
+
+    let out = ferrite(&["resume", "--store", store_arg, "u"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    let previous_epoch = u64::from_str_radix(previous, 16).unwrap();
+    assert!(
+        stderr.contains(&format!("procs/u/manifests/{newest}")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "ferrite resume u --from-checkpoint {previous_epoch}"
+        )),
+        "{stderr}"
+    );
+    assert!(manifests.join(newest).exists(), "nothing moved");
+    let segments_after = fs::read_dir(store.join("procs/u/segments"))
+        .unwrap()
+        .count();
+    assert_eq!(segments_after, segments_before, "nothing deleted");
+
+    let mut resumed = spawn(&[
+        "resume",
+        "--store",
+        store_arg,
+        "u",
+        "--from-checkpoint",
+        &previous_epoch.to_string(),
+    ]);
+    let mut stderr = BufReader::new(resumed.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    assert!(
+        line.contains("set aside under procs/u/quarantine/00000001/"),
+        "{line}"
+    );
+    resumed.kill().unwrap();
+    resumed.wait().unwrap();
+    assert!(store
+        .join("procs/u/quarantine/00000001/manifests")
+        .join(newest)
+        .exists());
+}
+
+#[test]
+fn a_truncated_committed_segment_is_damage_not_an_io_error() {
+    let store = temp_store("truncated");
+    let store_arg = store.to_str().unwrap();
+    let churn = example("churn.wat");
+    let child = spawn(&churn_run_args(store_arg, "t", churn.to_str().unwrap()));
+    wait_for_checkpoints(&store, "t", 2);
+    send_signal(child.id(), libc_signal::TERM);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(143), "{}", text(&out.stderr));
+    for entry in fs::read_dir(store.join("procs/t/segments")).unwrap() {
+        let path = entry.unwrap().path();
+        let file = fs::OpenOptions::new().write(true).open(&path).unwrap();
+        file.set_len(100).unwrap();
+    }
+    let out = ferrite(&[
+        "resume",
+        "--store",
+        store_arg,
+        "t",
+        "--physical-heap",
+        "64KiB",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("the store is damaged"), "{stderr}");
+    assert!(stderr.contains("procs/t/segments/"), "{stderr}");
+    assert!(!stderr.contains("is intact"), "{stderr}");
+}

@@ -86,7 +86,13 @@ pub trait StorageBackend: fmt::Debug + Send + Sync {
         Ok(())
     }
 
-    /// Reads object `key`, or the byte `range` of it.
+    /// Reads object `key`, or the bytes of `range` that it has: a range that
+    /// runs past the end of the object returns the bytes up to its end (none if
+    /// it starts there or later), as an HTTP or S3 range read does. So a reader
+    /// bounds what it fetches by asking for `0..max + 1` (see [`get_bounded`])
+    /// and tells a truncated object from an I/O failure by the length.
+    ///
+    /// A backend allocates for what it returns, never for what was asked.
     fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<Vec<u8>, StorageError>;
 
     /// The keys that start with `prefix`, sorted.
@@ -94,6 +100,22 @@ pub trait StorageBackend: fmt::Debug + Send + Sync {
 
     /// Removes object `key`; removing a missing object is not an error.
     fn delete(&self, key: &str) -> Result<(), StorageError>;
+}
+
+/// Reads the whole object `key` if it has at most `bytes_max` bytes; `None` if
+/// it is longer (then at most `bytes_max + 1` bytes were fetched). Every object
+/// of the format has such a bound, so that a damaged or hostile store cannot
+/// make a reader allocate what it says.
+///
+/// # Errors
+/// Storage failures, [`StorageError::NotFound`] included.
+pub fn get_bounded(
+    backend: &(impl StorageBackend + ?Sized),
+    key: &str,
+    bytes_max: u64,
+) -> Result<Option<Vec<u8>>, StorageError> {
+    let bytes = backend.get(key, Some(0..bytes_max.saturating_add(1)))?;
+    Ok((bytes.len() as u64 <= bytes_max).then_some(bytes))
 }
 
 /// Checks that a key is a relative path of safe components.

@@ -40,7 +40,7 @@ mod mem;
 mod pages;
 pub mod record;
 
-pub use backend::{check_key, StorageBackend, StorageError};
+pub use backend::{check_key, get_bounded, StorageBackend, StorageError};
 pub use faulty::{Fault, FaultyStore};
 pub use local::{list_keys, LocalStore};
 pub use mem::MemStore;
@@ -48,4 +48,4 @@ pub use pages::{
     CompactionReport, PageMapRef, PageStore, PageStoreError, PageStoreStats, CHUNKS_LOADED_MAX,
     COMPACTION_BYTES_MAX, COMPACTION_BYTES_MIN, READAHEAD_BYTES_MAX, SEGMENT_BYTES_MAX,
 };
-pub use record::{Location, SegmentId};
+pub use record::{FormatError, Location, SegmentId, EPOCH_MAX, MAP_BYTES};

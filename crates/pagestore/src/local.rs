@@ -350,11 +350,13 @@ impl StorageBackend for LocalStore {
 
     fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<Vec<u8>, StorageError> {
         let file = self.handle(key)?;
-        let range = match range {
-            Some(range) => range,
-            None => 0..file.metadata().map_err(|e| StorageError::io(key, e))?.len(),
-        };
-        let len = usize::try_from(range.end.saturating_sub(range.start))
+        // The part of the range the file has (see the trait): allocate for
+        // what is there, never for what was asked.
+        let size = file.metadata().map_err(|e| StorageError::io(key, e))?.len();
+        let range = range.unwrap_or(0..size);
+        let start = range.start.min(size);
+        let range = start..range.end.min(size).max(start);
+        let len = usize::try_from(range.end - range.start)
             .map_err(|_| StorageError::InvalidKey(key.to_string()))?;
         let mut bytes = vec![0; len];
         file.read_exact_at(&mut bytes, range.start)

@@ -38,6 +38,18 @@ impl MemStore {
         }
     }
 
+    /// Replaces object `key` with `bytes` (simulated damage: objects are
+    /// otherwise never modified). Returns false if there is no such object.
+    pub fn replace(&self, key: &str, bytes: Vec<u8>) -> bool {
+        match self.objects().get_mut(key) {
+            Some(object) => {
+                *object = bytes;
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Total bytes stored.
     pub fn bytes_stored(&self) -> usize {
         self.objects().values().map(Vec::len).sum()
@@ -62,18 +74,14 @@ impl StorageBackend for MemStore {
         let bytes = objects.get(key).ok_or_else(|| StorageError::NotFound {
             key: key.to_string(),
         })?;
-        match range {
-            None => Ok(bytes.clone()),
-            Some(range) => {
-                let short = || StorageError::Io {
-                    key: key.to_string(),
-                    source: std::io::Error::from(std::io::ErrorKind::UnexpectedEof),
-                };
-                let start = usize::try_from(range.start).map_err(|_| short())?;
-                let end = usize::try_from(range.end).map_err(|_| short())?;
-                bytes.get(start..end).map(<[u8]>::to_vec).ok_or_else(short)
-            }
-        }
+        let Some(range) = range else {
+            return Ok(bytes.clone());
+        };
+        // The part of the range the object has (see the trait).
+        let len = bytes.len() as u64;
+        let start = range.start.min(len);
+        let end = range.end.min(len).max(start);
+        Ok(bytes[start as usize..end as usize].to_vec())
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {

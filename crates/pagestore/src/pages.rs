@@ -18,11 +18,11 @@
 //! being built), one readahead buffer, and a few bytes per live segment.
 
 use crate::{
-    backend::{StorageBackend, StorageError},
+    backend::{get_bounded, StorageBackend, StorageError},
     record::{
-        decode_map, decode_record, encode_map, encode_record, encode_record_in, map_key,
-        segment_header, FormatError, Location, SegmentId, CHUNK_PAGES, RECORD_HEADER_BYTES,
-        SEGMENT_HEADER_BYTES, SEGMENT_MAGIC,
+        check_entry, decode_map, decode_record, encode_map, encode_record, encode_record_in,
+        map_key, segment_header, FormatError, Location, SegmentId, CHUNK_PAGES, EPOCH_MAX,
+        MAP_BYTES, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES, SEGMENT_MAGIC,
     },
 };
 use std::{
@@ -35,9 +35,25 @@ use std::{
 pub enum PageStoreError {
     #[error(transparent)]
     Storage(#[from] StorageError),
-    /// Stored bytes failed verification: they are never used.
+    /// Stored bytes failed verification, or a committed object is missing or
+    /// truncated: they are never used.
     #[error("corrupt object {key}: {reason}")]
     Corrupt { key: String, reason: FormatError },
+}
+
+impl PageStoreError {
+    /// The error for reading committed object `key`: a missing object is
+    /// damage, not an I/O failure (a committed checkpoint names it).
+    #[cold]
+    fn reading(key: &str, error: StorageError) -> Self {
+        match error {
+            StorageError::NotFound { .. } => PageStoreError::Corrupt {
+                key: key.to_string(),
+                reason: FormatError::Missing,
+            },
+            other => PageStoreError::Storage(other),
+        }
+    }
 }
 
 /// The most bytes a segment buffers in memory before it is written out.
@@ -191,7 +207,9 @@ impl PageStore {
     /// been removed by the caller, see [`PageStore::remove_uncommitted`].
     ///
     /// # Panics
-    /// If `page_size` is not a power of two of at least 512.
+    /// If `page_size` is not a power of two of at least 512, or
+    /// `committed_epoch` is past [`EPOCH_MAX`] (the checkpoint layer refuses
+    /// such epochs as damage before they get here).
     pub fn open(
         backend: Arc<dyn StorageBackend>,
         prefix: impl Into<String>,
@@ -203,6 +221,7 @@ impl PageStore {
             page_size.is_power_of_two() && page_size >= 512,
             "page size {page_size}"
         );
+        assert!(committed_epoch < EPOCH_MAX, "epoch {committed_epoch}");
         let epoch = committed_epoch + 1;
         let capacity = segment_capacity(page_size);
         let segments = map
@@ -335,11 +354,48 @@ impl PageStore {
             return Ok(vec![Location::NONE; CHUNK_PAGES as usize].into_boxed_slice());
         };
         let key = map_key(&self.prefix, epoch, index);
-        let bytes = self.backend.get(&key, None)?;
+        let bytes = get_bounded(&*self.backend, &key, MAP_BYTES as u64)
+            .map_err(|error| PageStoreError::reading(&key, error))?;
+        let corrupt = |reason| PageStoreError::Corrupt {
+            key: key.clone(),
+            reason,
+        };
+        let Some(bytes) = bytes else {
+            return Err(corrupt(FormatError::Oversized {
+                max: MAP_BYTES as u64,
+            }));
+        };
         self.stats.bytes_read += bytes.len() as u64;
-        let entries = decode_map(&bytes, epoch, index)
-            .map_err(|reason| PageStoreError::Corrupt { key, reason })?;
+        let entries = decode_map(&bytes, epoch, index).map_err(corrupt)?;
+        self.check_entries(&entries, epoch).map_err(corrupt)?;
         Ok(entries.into_boxed_slice())
+    }
+
+    /// Checks every entry of a chunk version written at `epoch` before any is
+    /// used: each names a record boundary of a segment that holds live records,
+    /// no newer than the chunk (and within the open segment's bytes if it is
+    /// that one). A chunk that passes its checksum may still have been written
+    /// by a broken or hostile writer.
+    fn check_entries(&self, entries: &[Location], epoch: u64) -> Result<(), FormatError> {
+        let record_len = self.record_len();
+        let mut known = None;
+        for (index, &entry) in (0u32..).zip(entries) {
+            let bad = |reason| FormatError::Entry { index, reason };
+            check_entry(entry, epoch, record_len, SEGMENT_BYTES_MAX).map_err(bad)?;
+            if !entry.is_some() || known == Some(entry.segment()) {
+                continue;
+            }
+            if !self.segments.contains_key(&entry.segment()) {
+                return Err(bad("names a segment the checkpoint does not list"));
+            }
+            known = Some(entry.segment());
+            if entry.segment() == self.open.id
+                && entry.offset as usize + record_len > self.open.bytes.len()
+            {
+                return Err(bad("offset past the open segment"));
+            }
+        }
+        Ok(())
     }
 
     /// Drops the least recently used loaded chunk, preferring clean ones; a
@@ -433,10 +489,11 @@ impl PageStore {
             reason,
         };
         if location.segment() == self.open.id {
-            let bytes = &self.open.bytes[start..start + record_len];
-            decode_record(bytes, page, location.epoch, out).map_err(corrupt)?;
+            let bytes = self.open.bytes.get(start..start + record_len);
+            let bytes = bytes.ok_or_else(|| corrupt(FormatError::Truncated))?;
+            decode_record(bytes, page, location.segment(), out).map_err(corrupt)?;
         } else if let Some(bytes) = self.readahead.record(location, record_len) {
-            decode_record(bytes, page, location.epoch, out).map_err(corrupt)?;
+            decode_record(bytes, page, location.segment(), out).map_err(corrupt)?;
             self.stats.pages_read_ahead += 1;
         } else {
             let records = if sequential {
@@ -446,9 +503,17 @@ impl PageStore {
             };
             let end = start + records * record_len;
             let key = location.segment().key(&self.prefix);
-            let fetched = self.backend.get(&key, Some(start as u64..end as u64))?;
+            // A committed segment that is missing or shorter than the page map
+            // says is damage; the range read returns what the object has.
+            let fetched = self
+                .backend
+                .get(&key, Some(start as u64..end as u64))
+                .map_err(|error| PageStoreError::reading(&key, error))?;
             self.stats.bytes_read += fetched.len() as u64;
-            let verified = decode_record(&fetched[..record_len], page, location.epoch, out);
+            let verified = match fetched.get(..record_len) {
+                Some(record) => decode_record(record, page, location.segment(), out),
+                None => Err(FormatError::Truncated),
+            };
             if records > 1 {
                 self.readahead = ReadAhead {
                     segment: Some(location.segment()),
@@ -502,8 +567,14 @@ impl PageStore {
             // which nothing outside this store has seen: replace it in place
             // rather than leave a dead record behind.
             let start = current.offset as usize;
-            let slot = &mut self.open.bytes[start..start + record_len];
-            encode_record_in(slot, page, self.epoch, data);
+            let Some(slot) = self.open.bytes.get_mut(start..start + record_len) else {
+                // Ruled out by the entry checks when the chunk was loaded.
+                return Err(PageStoreError::Corrupt {
+                    key: current.segment().key(&self.prefix),
+                    reason: FormatError::Truncated,
+                });
+            };
+            encode_record_in(slot, page, self.open.id, data);
             self.stats.pages_written += 1;
             return Ok(());
         }
@@ -525,7 +596,7 @@ impl PageStore {
                 .extend_from_slice(&segment_header(self.open.id));
         }
         debug_assert_eq!(self.open.bytes.len(), location.offset as usize);
-        encode_record(&mut self.open.bytes, page, self.epoch, data);
+        encode_record(&mut self.open.bytes, page, self.open.id, data);
         self.open.records += 1;
         self.segments
             .entry(location.segment())
@@ -546,11 +617,13 @@ impl PageStore {
     /// being built that holds no live record any more is deleted at once:
     /// nothing committed refers to it, and no later page map will.
     fn release(&mut self, segment: SegmentId) {
+        // A segment not counted (or counted too low) means the live counts of
+        // a damaged manifest disagree with its page map: not a bug of this
+        // store, so no panic; the count only steers collection and compaction.
         let Some(counts) = self.segments.get_mut(&segment) else {
-            debug_assert!(false, "a live record of {segment:?} was not counted");
             return;
         };
-        counts.live -= 1;
+        counts.live = counts.live.saturating_sub(1);
         if counts.live > 0 {
             return;
         }
@@ -605,11 +678,13 @@ impl PageStore {
         let mut candidates: Vec<(SegmentId, SegmentCounts)> = self
             .segments
             .iter()
-            .filter(|&(&id, counts)| id != self.open.id && counts.live * 2 < counts.records)
+            .filter(|&(&id, counts)| {
+                id != self.open.id && u64::from(counts.live) * 2 < u64::from(counts.records)
+            })
             .map(|(&id, &counts)| (id, counts))
             .collect();
         candidates.sort_by_key(|&(id, counts)| {
-            let permille = u64::from(counts.live) * 1000 / u64::from(counts.records);
+            let permille = u64::from(counts.live) * 1000 / u64::from(counts.records.max(1));
             (permille, id)
         });
         let mut report = CompactionReport::default();
@@ -633,7 +708,17 @@ impl PageStore {
         id: SegmentId,
         report: &mut CompactionReport,
     ) -> Result<(), PageStoreError> {
-        let bytes = self.backend.get(&id.key(&self.prefix), None)?;
+        let key = id.key(&self.prefix);
+        // A segment missing or longer than any segment is damaged: its live
+        // records stay where they are and are reported when read.
+        let bytes = match get_bounded(&*self.backend, &key, SEGMENT_BYTES_MAX as u64) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) | Err(StorageError::NotFound { .. }) => {
+                report.records_damaged += 1;
+                return Ok(());
+            }
+            Err(error) => return Err(error.into()),
+        };
         report.bytes_read += bytes.len() as u64;
         report.segments += 1;
         self.stats.bytes_read += bytes.len() as u64;
@@ -658,7 +743,7 @@ impl PageStore {
                 offset += record_len;
                 continue;
             }
-            match decode_record(record, page, id.epoch, &mut data) {
+            match decode_record(record, page, id, &mut data) {
                 Ok(()) => {
                     self.write_page(page, &data)?;
                     report.pages += 1;
@@ -744,6 +829,7 @@ impl PageStore {
         debug_assert!(self.segments_unsynced.is_empty() && self.maps_unsynced.is_empty());
         self.committed = map;
         self.maps_written.clear();
+        assert!(self.epoch < EPOCH_MAX, "epoch {}", self.epoch);
         self.epoch += 1;
         self.bytes_appended = 0;
         self.open = OpenSegment {
@@ -850,6 +936,111 @@ mod tests {
             reopened.read_page(1, &mut out),
             Err(PageStoreError::Corrupt { .. })
         ));
+    }
+
+    /// A committed store with pages 0..3 in one segment of epoch 1, reopened.
+    fn committed_three_pages(mem: &Arc<MemStore>) -> (Arc<dyn StorageBackend>, PageMapRef) {
+        let backend: Arc<dyn StorageBackend> = mem.clone();
+        let mut store = PageStore::open(backend.clone(), "p/", 4096, 0, PageMapRef::default());
+        for i in 0..3u32 {
+            store.write_page(i, &page(i as u8 + 1)).unwrap();
+        }
+        (backend, store.commit_maps().unwrap())
+    }
+
+    fn read_error(backend: Arc<dyn StorageBackend>, map: PageMapRef, page_index: u32) -> String {
+        let mut store = PageStore::open(backend, "p/", 4096, 1, map);
+        let mut out = page(0);
+        match store.read_page(page_index, &mut out) {
+            Err(error @ PageStoreError::Corrupt { .. }) => error.to_string(),
+            other => panic!("expected damage, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_map_entry_pointing_past_its_segment_is_damage_not_a_panic() {
+        let mem = Arc::new(MemStore::new());
+        let (backend, map) = committed_three_pages(&mem);
+        let record = (RECORD_HEADER_BYTES + 4096) as u32;
+        let header = SEGMENT_HEADER_BYTES as u32;
+        let cases = [
+            (
+                1,
+                header + (u32::MAX / record - 1) * record,
+                "past the largest segment",
+            ),
+            (5, header, "newer than its chunk"),
+            (1, header + 1, "not at a record boundary"),
+            // Within the largest segment, past this one's end.
+            (1, header + 200 * record, "truncated"),
+        ];
+        for (epoch, offset, expected) in cases {
+            let mut entries = vec![Location::NONE; CHUNK_PAGES as usize];
+            entries[1] = Location {
+                epoch,
+                seq: 0,
+                offset,
+            };
+            assert!(mem.replace(&map_key("p/", 1, 0), encode_map(1, 0, &entries)));
+            let error = read_error(backend.clone(), map.clone(), 1);
+            assert!(error.contains(expected), "{expected}: {error}");
+        }
+    }
+
+    #[test]
+    fn a_missing_or_truncated_committed_object_is_damage_not_an_io_error() {
+        let mem = Arc::new(MemStore::new());
+        let (backend, map) = committed_three_pages(&mem);
+        let segment = SegmentId { epoch: 1, seq: 0 }.key("p/");
+        let bytes = backend.get(&segment, None).unwrap();
+        assert!(mem.replace(&segment, bytes[..bytes.len() - 100].to_vec()));
+        let error = read_error(backend.clone(), map.clone(), 2);
+        assert!(
+            error.contains(&segment) && error.contains("truncated"),
+            "{error}"
+        );
+        backend.delete(&segment).unwrap();
+        let error = read_error(backend.clone(), map.clone(), 0);
+        assert!(
+            error.contains(&segment) && error.contains("missing"),
+            "{error}"
+        );
+
+        let chunk = map_key("p/", 1, 0);
+        let bytes = backend.get(&chunk, None).unwrap();
+        assert!(mem.replace(&chunk, bytes[..1000].to_vec()));
+        let error = read_error(backend.clone(), map.clone(), 0);
+        assert!(
+            error.contains(&chunk) && error.contains("truncated"),
+            "{error}"
+        );
+        backend.delete(&chunk).unwrap();
+        let error = read_error(backend, map, 0);
+        assert!(
+            error.contains(&chunk) && error.contains("missing"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn an_oversized_map_chunk_is_refused_without_reading_it_whole() {
+        let mem = Arc::new(MemStore::new());
+        let (backend, map) = committed_three_pages(&mem);
+        let chunk = map_key("p/", 1, 0);
+        let mut bytes = backend.get(&chunk, None).unwrap();
+        bytes.resize(8 << 20, 0);
+        assert!(mem.replace(&chunk, bytes));
+        let error = read_error(backend, map, 0);
+        assert!(error.contains("longer than the format allows"), "{error}");
+    }
+
+    #[test]
+    fn a_map_entry_naming_a_segment_the_checkpoint_does_not_list_is_damage() {
+        let mem = Arc::new(MemStore::new());
+        let (backend, mut map) = committed_three_pages(&mem);
+        map.segments.clear();
+        let error = read_error(backend, map, 0);
+        assert!(error.contains("does not list"), "{error}");
     }
 
     #[test]

@@ -8,8 +8,9 @@ pub const SEGMENT_MAGIC: [u8; 4] = *b"FSEG";
 pub const RECORD_MAGIC: [u8; 4] = *b"FPAG";
 /// Magic of a page-map chunk object: ASCII `FMAP`.
 pub const MAP_MAGIC: [u8; 4] = *b"FMAP";
-/// Version of the segment and map layouts.
-pub const LAYOUT_VERSION: u32 = 1;
+/// Version of the segment and map layouts. Version 2 added the segment (epoch
+/// and sequence number) to the identity a page record's checksum covers.
+pub const LAYOUT_VERSION: u32 = 2;
 
 /// Bytes of a segment header: magic, version, epoch, sequence number, reserved.
 pub const SEGMENT_HEADER_BYTES: usize = 24;
@@ -21,6 +22,15 @@ pub const CHUNK_PAGES: u32 = 4096;
 pub const MAP_ENTRY_BYTES: usize = 16;
 /// Bytes of a page-map chunk header: magic, version, epoch, chunk index, entry count.
 pub const MAP_HEADER_BYTES: usize = 24;
+/// Bytes of a page-map chunk object: header, entries and checksum. Every chunk
+/// has exactly this size, so a reader never fetches more.
+pub const MAP_BYTES: usize = MAP_HEADER_BYTES + CHUNK_PAGES as usize * MAP_ENTRY_BYTES + 4;
+
+/// The largest epoch the format allows. Epochs count checkpoints from 1, so
+/// this is never reached by a real process (a checkpoint every millisecond for
+/// over a hundred million years); a stored epoch above it is damage, and every
+/// epoch up to it can be followed by another (`epoch + 1` never overflows).
+pub const EPOCH_MAX: u64 = 1 << 62;
 
 /// Where a page version is stored: segment `(epoch, seq)` at byte `offset`.
 /// `epoch == 0` means "no version": the page reads as zeros.
@@ -72,9 +82,14 @@ pub fn map_key(prefix: &str, epoch: u64, chunk: u32) -> String {
     format!("{prefix}maps/{epoch:016x}-{chunk:08x}")
 }
 
-fn record_checksum(page: u32, epoch: u64, data: &[u8]) -> u32 {
+/// The checksum of a record: its identity (page, and the segment it was
+/// written to: epoch and sequence number), its length and its data. The
+/// sequence number is not stored in the record; the reader knows it from the
+/// page map, so a record read from the wrong segment of the right epoch fails.
+fn record_checksum(page: u32, segment: SegmentId, data: &[u8]) -> u32 {
     let mut crc = crc32c::crc32c(&page.to_le_bytes());
-    crc = crc32c::crc32c_append(crc, &epoch.to_le_bytes());
+    crc = crc32c::crc32c_append(crc, &segment.epoch.to_le_bytes());
+    crc = crc32c::crc32c_append(crc, &segment.seq.to_le_bytes());
     crc = crc32c::crc32c_append(crc, &(data.len() as u32).to_le_bytes());
     crc32c::crc32c_append(crc, data)
 }
@@ -89,13 +104,13 @@ pub fn segment_header(id: SegmentId) -> [u8; SEGMENT_HEADER_BYTES] {
     header
 }
 
-/// Appends a page record to `out`.
-pub fn encode_record(out: &mut Vec<u8>, page: u32, epoch: u64, data: &[u8]) {
+/// Appends a page record of segment `segment` to `out`.
+pub fn encode_record(out: &mut Vec<u8>, page: u32, segment: SegmentId, data: &[u8]) {
     out.extend_from_slice(&RECORD_MAGIC);
     out.extend_from_slice(&page.to_le_bytes());
-    out.extend_from_slice(&epoch.to_le_bytes());
+    out.extend_from_slice(&segment.epoch.to_le_bytes());
     out.extend_from_slice(&(data.len() as u32).to_le_bytes());
-    out.extend_from_slice(&record_checksum(page, epoch, data).to_le_bytes());
+    out.extend_from_slice(&record_checksum(page, segment, data).to_le_bytes());
     out.extend_from_slice(data);
 }
 
@@ -103,13 +118,13 @@ pub fn encode_record(out: &mut Vec<u8>, page: u32, epoch: u64, data: &[u8]) {
 ///
 /// # Panics
 /// If `slot` is not `RECORD_HEADER_BYTES + data.len()` bytes.
-pub fn encode_record_in(slot: &mut [u8], page: u32, epoch: u64, data: &[u8]) {
+pub fn encode_record_in(slot: &mut [u8], page: u32, segment: SegmentId, data: &[u8]) {
     assert_eq!(slot.len(), RECORD_HEADER_BYTES + data.len(), "record slot");
     slot[0..4].copy_from_slice(&RECORD_MAGIC);
     slot[4..8].copy_from_slice(&page.to_le_bytes());
-    slot[8..16].copy_from_slice(&epoch.to_le_bytes());
+    slot[8..16].copy_from_slice(&segment.epoch.to_le_bytes());
     slot[16..20].copy_from_slice(&(data.len() as u32).to_le_bytes());
-    slot[20..24].copy_from_slice(&record_checksum(page, epoch, data).to_le_bytes());
+    slot[20..24].copy_from_slice(&record_checksum(page, segment, data).to_le_bytes());
     slot[RECORD_HEADER_BYTES..].copy_from_slice(data);
 }
 
@@ -135,6 +150,15 @@ pub enum FormatError {
     },
     #[error("wrong length {0}")]
     Length(u32),
+    /// A committed object that should exist does not.
+    #[error("missing")]
+    Missing,
+    /// The object is longer than the format allows for its kind.
+    #[error("longer than the format allows ({max} bytes)")]
+    Oversized { max: u64 },
+    /// A page-map entry that cannot be a record location.
+    #[error("page-map entry {index}: {reason}")]
+    Entry { index: u32, reason: &'static str },
 }
 
 fn u32_at(bytes: &[u8], at: usize) -> u32 {
@@ -145,16 +169,18 @@ fn u64_at(bytes: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"))
 }
 
-/// Checks a page record read back for `page` at `epoch` and copies its data out.
+/// Checks a page record read back for `page` from segment `segment` and copies
+/// its data out.
 ///
 /// # Errors
-/// If the magic, length, page, epoch or checksum is not what was written.
+/// If the magic, length, page, segment or checksum is not what was written.
 pub fn decode_record(
     bytes: &[u8],
     page: u32,
-    epoch: u64,
+    segment: SegmentId,
     out: &mut [u8],
 ) -> Result<(), FormatError> {
+    let epoch = segment.epoch;
     if bytes.len() != RECORD_HEADER_BYTES + out.len() {
         return Err(FormatError::Truncated);
     }
@@ -166,7 +192,11 @@ pub fn decode_record(
         return Err(FormatError::Length(len));
     }
     let data = &bytes[RECORD_HEADER_BYTES..];
-    if u32_at(bytes, 20) != record_checksum(found_page, found_epoch, data) {
+    let found = SegmentId {
+        epoch: found_epoch,
+        seq: segment.seq,
+    };
+    if u32_at(bytes, 20) != record_checksum(found_page, found, data) {
         return Err(FormatError::Checksum);
     }
     if (found_page, found_epoch) != (page, epoch) {
@@ -204,8 +234,7 @@ pub fn encode_map(epoch: u64, chunk: u32, entries: &[Location]) -> Vec<u8> {
 /// # Errors
 /// If the bytes are not such a chunk, or fail their checksum.
 pub fn decode_map(bytes: &[u8], epoch: u64, chunk: u32) -> Result<Vec<Location>, FormatError> {
-    let expected = MAP_HEADER_BYTES + CHUNK_PAGES as usize * MAP_ENTRY_BYTES + 4;
-    if bytes.len() != expected {
+    if bytes.len() != MAP_BYTES {
         return Err(FormatError::Truncated);
     }
     if bytes[0..4] != MAP_MAGIC {
@@ -238,6 +267,42 @@ pub fn decode_map(bytes: &[u8], epoch: u64, chunk: u32) -> Result<Vec<Location>,
         .collect())
 }
 
+/// Checks that a page-map entry of a chunk version written at `chunk_epoch`
+/// can be the location of a record of `record_len` bytes: no newer than the
+/// chunk, at a record boundary of a segment no larger than `segment_bytes_max`.
+/// (That its segment holds live records is for the page store to check.)
+///
+/// # Errors
+/// What is wrong with the entry, for [`FormatError::Entry`].
+pub fn check_entry(
+    entry: Location,
+    chunk_epoch: u64,
+    record_len: usize,
+    segment_bytes_max: usize,
+) -> Result<(), &'static str> {
+    if !entry.is_some() {
+        return if entry == Location::NONE {
+            Ok(())
+        } else {
+            Err("no segment but a sequence number or offset")
+        };
+    }
+    if entry.epoch > chunk_epoch {
+        return Err("names a segment newer than its chunk");
+    }
+    let offset = entry.offset as usize;
+    let Some(records) = offset.checked_sub(SEGMENT_HEADER_BYTES) else {
+        return Err("offset inside the segment header");
+    };
+    if records % record_len != 0 {
+        return Err("offset not at a record boundary");
+    }
+    if offset + record_len > segment_bytes_max {
+        return Err("offset past the largest segment");
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -246,30 +311,64 @@ mod tests {
     #[test]
     fn records_round_trip_and_detect_damage() {
         let data = vec![7u8; 4096];
+        let segment = SegmentId { epoch: 9, seq: 2 };
         let mut bytes = Vec::new();
-        encode_record(&mut bytes, 5, 9, &data);
+        encode_record(&mut bytes, 5, segment, &data);
         let mut out = vec![0; 4096];
-        decode_record(&bytes, 5, 9, &mut out).unwrap();
+        decode_record(&bytes, 5, segment, &mut out).unwrap();
         assert_eq!(out, data);
         let mut slot = vec![0xaa; bytes.len()];
-        encode_record_in(&mut slot, 5, 9, &data);
+        encode_record_in(&mut slot, 5, segment, &data);
         assert_eq!(slot, bytes, "both encodings agree");
         assert!(matches!(
-            decode_record(&bytes, 6, 9, &mut out),
+            decode_record(&bytes, 6, segment, &mut out),
             Err(FormatError::Misdirected { .. })
         ));
+        let older = SegmentId { epoch: 8, seq: 2 };
         assert!(matches!(
-            decode_record(&bytes, 5, 8, &mut out),
+            decode_record(&bytes, 5, older, &mut out),
             Err(FormatError::Misdirected { .. })
         ));
         for at in [0, 4, 8, 16, 20, 24, 4000] {
             let mut damaged = bytes.clone();
             damaged[at] ^= 0x10;
             assert!(
-                decode_record(&damaged, 5, 9, &mut out).is_err(),
+                decode_record(&damaged, 5, segment, &mut out).is_err(),
                 "flip at {at} undetected"
             );
         }
+    }
+
+    #[test]
+    fn a_record_read_from_another_segment_of_its_epoch_is_refused() {
+        let data = vec![7u8; 4096];
+        let mut bytes = Vec::new();
+        encode_record(&mut bytes, 5, SegmentId { epoch: 9, seq: 2 }, &data);
+        let mut out = vec![0; 4096];
+        assert_eq!(
+            decode_record(&bytes, 5, SegmentId { epoch: 9, seq: 3 }, &mut out),
+            Err(FormatError::Checksum)
+        );
+    }
+
+    #[test]
+    fn map_entries_that_cannot_be_record_locations_are_refused() {
+        let record = RECORD_HEADER_BYTES + 4096;
+        let at = |epoch, offset| Location {
+            epoch,
+            seq: 0,
+            offset,
+        };
+        let max = 1 << 20;
+        assert!(check_entry(Location::NONE, 3, record, max).is_ok());
+        assert!(check_entry(at(3, 24), 3, record, max).is_ok());
+        assert!(check_entry(at(4, 24), 3, record, max).is_err(), "newer");
+        assert!(check_entry(at(3, 0), 3, record, max).is_err(), "header");
+        assert!(check_entry(at(3, 25), 3, record, max).is_err(), "boundary");
+        let past = (SEGMENT_HEADER_BYTES + 255 * record) as u32;
+        assert!(check_entry(at(3, past), 3, record, max).is_err(), "past");
+        assert!(check_entry(at(3, u32::MAX), 3, record, max).is_err());
+        assert!(check_entry(at(0, 24), 3, record, max).is_err(), "junk");
     }
 
     #[test]

@@ -66,9 +66,9 @@ pub enum ProcessError {
     /// The WASI host could not be set up (a `--dir` is unusable).
     #[error(transparent)]
     Host(#[from] ferrite_wasi::WasiError),
-    /// A checkpoint could not be read or written.
+    /// A checkpoint could not be read or written, or recovery stopped.
     #[error(transparent)]
-    Checkpoint(#[from] CkptError),
+    Checkpoint(CkptError),
     /// The heap's store failed (I/O, a full disk, corrupt data): the process is
     /// stopped; its last committed checkpoint is intact.
     #[error("storage error: {0}")]
@@ -110,6 +110,20 @@ impl From<HeapError> for ProcessError {
         match error {
             HeapError::Storage(error) => ProcessError::from_page_store(&error),
             other => ProcessError::Storage(other.to_string()),
+        }
+    }
+}
+
+impl From<CkptError> for ProcessError {
+    #[cold]
+    fn from(error: CkptError) -> Self {
+        match error {
+            // The module a checkpoint names is part of it: a missing or
+            // mismatching one is damage, like a missing segment.
+            CkptError::ModuleCorrupt(_) | CkptError::ModuleMissing(_) => {
+                ProcessError::Corrupt(error.to_string())
+            }
+            other => ProcessError::Checkpoint(other),
         }
     }
 }

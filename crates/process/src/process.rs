@@ -145,8 +145,12 @@ pub struct CheckpointReport {
 pub struct ResumeReport {
     /// The checkpoint resumed from.
     pub epoch: u64,
-    /// Newer checkpoints that failed verification and were set aside.
+    /// Newer checkpoints whose manifests are damaged, skipped.
     pub skipped: Vec<(u64, String)>,
+    /// Where the objects of the epochs after the one resumed were set aside
+    /// (a `quarantine/<n>/` prefix), and how many: after a fallback or a
+    /// `--from-checkpoint` rollback.
+    pub set_aside: Option<(String, usize)>,
     /// Descriptors the WASI host could not reopen (the guest sees `EIO`).
     pub lost: Vec<String>,
     /// Pages read ahead by [`Process::prefetch`] (filled in by its caller).
@@ -319,9 +323,27 @@ impl Process {
         name: &str,
         options: &ProcessOptions,
     ) -> Result<(Self, ResumeReport), ProcessError> {
+        Self::resume_from(backend, lock, name, options, None)
+    }
+
+    /// [`Process::resume`] from checkpoint `from` if given: a rollback asked
+    /// for, which sets the later checkpoints aside (see
+    /// `ferrite_ckpt::ProcessStore::recover_from`).
+    ///
+    /// # Errors
+    /// As [`Process::resume`], and [`ProcessError::Checkpoint`] if recovery
+    /// stops (a newer checkpoint it may not fall back past) or `from` does
+    /// not exist.
+    pub fn resume_from(
+        backend: Arc<dyn StorageBackend>,
+        lock: Option<ProcessLock>,
+        name: &str,
+        options: &ProcessOptions,
+        from: Option<u64>,
+    ) -> Result<(Self, ResumeReport), ProcessError> {
         let began = Instant::now();
         let checkpoints = ProcessStore::new(backend.clone(), name)?;
-        let recovery = checkpoints.recover()?;
+        let recovery = checkpoints.recover_from(from)?;
         let Some(manifest) = recovery.manifest else {
             return Err(ProcessError::NoCheckpoint(name.to_string()));
         };
@@ -431,6 +453,7 @@ impl Process {
                 .iter()
                 .map(|(epoch, reason)| (*epoch, reason.to_string()))
                 .collect(),
+            set_aside: recovery.set_aside.clone(),
             lost: restored
                 .lost
                 .iter()
