@@ -13,7 +13,7 @@ use ferrite_vm::{
     Config, Error, Execution, Extern, Func, Memory, Module, RunOutcome, StackLimits, Store, Trap,
     Value,
 };
-use ferrite_wasi::{FileJournal, ProcExit, WasiConfig, WasiCtx, WasiState};
+use ferrite_wasi::{FileJournal, ProcExit, SyncHook, WasiConfig, WasiCtx, WasiState};
 use std::{
     collections::BTreeMap,
     path::PathBuf,
@@ -48,6 +48,8 @@ pub struct ProcessOptions {
     /// directory on the machine that has the files); `None`: files are not
     /// rolled back on resume.
     pub journal_dir: Option<PathBuf>,
+    /// Told of every sync the file journal makes (for a power-loss simulator).
+    pub journal_sync_hook: Option<SyncHook>,
 }
 
 impl Default for ProcessOptions {
@@ -58,6 +60,7 @@ impl Default for ProcessOptions {
             checkpoints_kept: 2,
             persistent: true,
             journal_dir: None,
+            journal_sync_hook: None,
         }
     }
 }
@@ -248,7 +251,7 @@ impl Process {
             // Journals of an earlier process of this name are meaningless now.
             remove_journals(dir)?;
             let preopens = wasi.state().preopens.clone();
-            wasi.attach_journal(FileJournal::new(dir.clone(), 0, &preopens));
+            wasi.attach_journal(journal(dir, 0, &preopens, options));
         }
         let instance = store.instantiate(&module, &imports)?;
         let name = launch.export.as_deref().unwrap_or(ENTRY_POINT);
@@ -414,7 +417,7 @@ impl Process {
         let preopens = host.preopens.clone();
         let (mut wasi, restored) = WasiCtx::restore(host)?;
         if let Some(dir) = &options.journal_dir {
-            wasi.attach_journal(FileJournal::new(dir.clone(), manifest.epoch, &preopens));
+            wasi.attach_journal(journal(dir, manifest.epoch, &preopens, options));
         }
         let memory = store.instance_memory(instance);
         let mut options = options.clone();
@@ -839,4 +842,18 @@ fn remove_journals(dir: &std::path::Path) -> Result<(), ProcessError> {
             dir.display()
         ))),
     }
+}
+
+/// The file journal of a process, with the options' sync hook.
+fn journal(
+    dir: &std::path::Path,
+    base: u64,
+    preopens: &[ferrite_wasi::Preopen],
+    options: &ProcessOptions,
+) -> FileJournal {
+    let mut journal = FileJournal::new(dir.to_path_buf(), base, preopens);
+    if let Some(hook) = &options.journal_sync_hook {
+        journal.set_sync_hook(hook.clone());
+    }
+    journal
 }

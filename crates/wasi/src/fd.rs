@@ -304,7 +304,9 @@ impl WasiCtx {
         } else {
             rights::FD_SYNC
         };
-        let (_, file) = self.file(fd, right)?;
+        let (_, file) = file_in(&self.state, &self.handles, fd, right)?;
+        self.journal
+            .before(|journal| journal.before_guest_sync(file))?;
         if data_only {
             file.sync_data()?;
         } else {

@@ -35,6 +35,7 @@ use std::{
     fs,
     io::{self, Read, Write},
     path::{Path, PathBuf},
+    sync::Arc,
 };
 
 /// Magic of a journal file: ASCII `FJNL`.
@@ -141,6 +142,45 @@ struct Touched {
     handle: Option<File>,
 }
 
+/// What is about to be synced, as told to a [`SyncHook`].
+#[derive(Debug, Clone, Copy)]
+pub enum SyncPoint<'a> {
+    /// A file of the process (its contents).
+    File(&'a File),
+    /// A directory (its entries), or a file of the journal, by host path.
+    Path(&'a Path),
+}
+
+/// Told of every sync the journal makes, just before it is made; an error
+/// fails the sync (and so the change or checkpoint waiting for it). A
+/// power-loss simulator records what becomes durable there, and crashes the
+/// run at a chosen one.
+#[derive(Clone)]
+pub struct SyncHook(Arc<SyncHookFn>);
+
+type SyncHookFn = dyn Fn(SyncPoint<'_>) -> io::Result<()> + Send + Sync;
+
+impl SyncHook {
+    /// A hook calling `f`.
+    pub fn new(f: impl Fn(SyncPoint<'_>) -> io::Result<()> + Send + Sync + 'static) -> Self {
+        Self(Arc::new(f))
+    }
+}
+
+impl std::fmt::Debug for SyncHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SyncHook")
+    }
+}
+
+/// Calls the hook, if any.
+fn sync_point(hook: &mut Option<SyncHook>, point: SyncPoint<'_>) -> io::Result<()> {
+    match hook {
+        Some(hook) => (hook.0)(point),
+        None => Ok(()),
+    }
+}
+
 /// Counters of the journal since it was attached.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct JournalStats {
@@ -163,6 +203,9 @@ pub struct FileJournal {
     /// Records appended but not yet synced.
     pending: Vec<u8>,
     preopens: Vec<Option<Dir>>,
+    /// Host paths of the preopens, to name directories to the sync hook.
+    preopen_paths: Vec<PathBuf>,
+    hook: Option<SyncHook>,
     trash: Option<Dir>,
     trash_seq: u64,
     files: BTreeMap<FileId, Touched>,
@@ -227,12 +270,12 @@ fn io_at(path: &Path) -> impl Fn(io::Error) -> JournalError + '_ {
 
 /// Creates `dir` and the missing directories above it, syncing each new one
 /// into its parent so that the names survive a power loss.
-pub fn create_dir_synced(dir: &Path) -> io::Result<()> {
+fn create_dir_synced(dir: &Path, hook: &mut Option<SyncHook>) -> io::Result<()> {
     if dir.is_dir() {
         return Ok(());
     }
     if let Some(parent) = dir.parent() {
-        create_dir_synced(parent)?;
+        create_dir_synced(parent, hook)?;
     }
     match fs::create_dir(dir) {
         Ok(()) => {}
@@ -240,6 +283,7 @@ pub fn create_dir_synced(dir: &Path) -> io::Result<()> {
         Err(e) => return Err(e),
     }
     if let Some(parent) = dir.parent() {
+        sync_point(hook, SyncPoint::Path(parent))?;
         fs::File::open(parent)?.sync_all()?;
     }
     Ok(())
@@ -357,6 +401,8 @@ impl FileJournal {
             out: None,
             pending: Vec::new(),
             preopens: open_preopens(preopens),
+            preopen_paths: preopens.iter().map(|p| p.host_path.clone()).collect(),
+            hook: None,
             trash: None,
             trash_seq: 0,
             files: BTreeMap::new(),
@@ -377,6 +423,19 @@ impl FileJournal {
         self.stats
     }
 
+    /// Calls `hook` before every sync from now on (see [`SyncHook`]).
+    pub fn set_sync_hook(&mut self, hook: SyncHook) {
+        self.hook = Some(hook);
+    }
+
+    /// The guest syncs `file` itself (`fd_sync`, `fd_datasync`).
+    ///
+    /// # Errors
+    /// What the sync hook returns.
+    pub fn before_guest_sync(&mut self, file: &File) -> io::Result<()> {
+        sync_point(&mut self.hook, SyncPoint::File(file))
+    }
+
     fn append(&mut self, undo: &Undo) {
         let body = postcard::to_allocvec(undo).expect("undo records always encode");
         debug_assert!(body.len() <= RECORD_BYTES_MAX);
@@ -395,7 +454,7 @@ impl FileJournal {
             return Ok(());
         }
         if self.out.is_none() {
-            create_dir_synced(&self.root)?;
+            create_dir_synced(&self.root, &mut self.hook)?;
             let path = self.root.join(journal_name(self.base));
             let mut file = fs::OpenOptions::new()
                 .create(true)
@@ -404,12 +463,16 @@ impl FileJournal {
             if file.metadata()?.len() == 0 {
                 file.write_all(&header(self.base))?;
             }
+            sync_point(&mut self.hook, SyncPoint::Path(&path))?;
             file.sync_all()?;
+            sync_point(&mut self.hook, SyncPoint::Path(&self.root))?;
             fs::File::open(&self.root)?.sync_all()?;
             self.out = Some(file);
         }
         let out = self.out.as_mut().expect("opened above");
         out.write_all(&self.pending)?;
+        let path = self.root.join(journal_name(self.base));
+        sync_point(&mut self.hook, SyncPoint::Path(&path))?;
         out.sync_data()?;
         self.pending.clear();
         self.stats.syncs += 1;
@@ -419,7 +482,7 @@ impl FileJournal {
     fn trash_dir(&mut self) -> io::Result<&Dir> {
         if self.trash.is_none() {
             let path = self.root.join(trash_name(self.base));
-            create_dir_synced(&path)?;
+            create_dir_synced(&path, &mut self.hook)?;
             self.trash = Some(Dir::open_ambient_dir(&path, cap_std::ambient_authority())?);
         }
         Ok(self.trash.as_ref().expect("opened above"))
@@ -625,18 +688,22 @@ impl FileJournal {
             .as_ref()
             .expect("checked above")
             .try_clone()?;
-        let trash = self.trash_dir()?;
+        let trash = self.trash_dir()?.try_clone()?;
+        let trash = &trash;
         match dir.hard_link(at.rel(), trash, &name) {
             Ok(()) => {}
             Err(e) if e.raw_os_error() == Some(rustix::io::Errno::XDEV.raw_os_error()) => {
                 let mut source = dir.open(at.rel())?;
                 let mut copy = trash.create(&name)?;
                 io::copy(&mut source, &mut copy)?;
+                sync_point(&mut self.hook, SyncPoint::File(&copy))?;
                 copy.sync_all()?;
             }
             Err(e) => return Err(e),
         }
-        fs::File::open(self.root.join(trash_name(self.base)))?.sync_all()?;
+        let trash_path = self.root.join(trash_name(self.base));
+        sync_point(&mut self.hook, SyncPoint::Path(&trash_path))?;
+        fs::File::open(trash_path)?.sync_all()?;
         Ok(Some(Saved::Trash(name)))
     }
 
@@ -718,6 +785,7 @@ impl FileJournal {
     pub fn sync_files(&mut self) -> io::Result<()> {
         for touched in self.files.values_mut() {
             if let Some(handle) = touched.handle.take() {
+                sync_point(&mut self.hook, SyncPoint::File(&handle))?;
                 handle.sync_data()?;
                 self.stats.synced_at_checkpoints += 1;
             }
@@ -728,7 +796,11 @@ impl FileJournal {
                 continue;
             };
             match open_for_sync(dir, &place) {
-                Ok(handle) => handle.sync_all()?,
+                Ok(handle) => {
+                    let host = self.preopen_paths[place.preopen as usize].join(&place.path);
+                    sync_point(&mut self.hook, SyncPoint::Path(&host))?;
+                    handle.sync_all()?;
+                }
                 // A directory removed meanwhile: its parent, synced too, holds that.
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(e),
@@ -775,8 +847,12 @@ fn read_journal(
     fs::File::open(path)
         .and_then(|mut f| f.read_to_end(&mut bytes))
         .map_err(io_at(path))?;
-    if bytes.len() < HEADER_BYTES {
-        // Created, but its header never synced: no record was durable.
+    let records_follow = bytes
+        .get(HEADER_BYTES..)
+        .is_some_and(|rest| rest.iter().any(|&b| b != 0));
+    if bytes.len() < HEADER_BYTES || (bytes[..HEADER_BYTES] != header(base) && !records_follow) {
+        // Created, but the power failed before its header was synced: no
+        // record was ever durable, so no change was made.
         return Ok(Vec::new());
     }
     if bytes[..HEADER_BYTES] != header(base) {
@@ -813,7 +889,9 @@ fn read_journal(
             break; // torn tail
         };
         if record_crc(base, body) != crc {
-            if at + 8 + len < bytes.len() {
+            // A record torn by a crash is followed by nothing, or by zeros
+            // (blocks of the file's new length that were never written).
+            if bytes[at + 8 + len..].iter().any(|&b| b != 0) {
                 warnings.push(torn("damaged record"));
             }
             break;

@@ -84,6 +84,8 @@ pub use clock::{Clock, Entropy, SystemClock, SystemEntropy};
 pub use ctx::{host_func, link, LinkError, ProcExit, WasiConfig, WasiCtx, WasiError, FDS_MAX};
 pub use errno::Errno;
 pub use guest::{IOVECS_MAX, IO_BYTES_MAX, PATH_BYTES_MAX};
-pub use journal::{roll_back, FileJournal, JournalError, JournalStats, Rollback};
+pub use journal::{
+    roll_back, FileJournal, JournalError, JournalStats, Rollback, SyncHook, SyncPoint,
+};
 pub use restore::RestoreReport;
 pub use state::{Fd, FdEntry, FdKind, Location, Preopen, PreopenIndex, WasiState, STATE_VERSION};
