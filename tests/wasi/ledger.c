@@ -6,8 +6,9 @@
  * - overwrites one 16-byte slot of /out/slots.bin in place,
  * - every 7th round creates a directory /out/d<round> with a file in it, and
  *   removes the one made 7 rounds before (file, then directory).
- * Prints one line per round; exits with the checksum modulo 100.
- * Run: ferrite run --dir DIR::/out ledger.wasm ROUNDS */
+ * Prints one line per round (none with a second argument `quiet`); exits with
+ * the checksum modulo 100.
+ * Run: ferrite run --dir DIR::/out ledger.wasm ROUNDS [quiet] */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +28,7 @@ static int put(const char *path, const char *mode, const char *text) {
 
 int main(int argc, char **argv) {
     int rounds = argc > 1 ? atoi(argv[1]) : 40;
+    int quiet = argc > 2 && strcmp(argv[2], "quiet") == 0;
     uint32_t *table = malloc(WORDS * sizeof *table);
     if (!table) return 1;
     for (uint32_t i = 0; i < WORDS; i++) table[i] = i * 2654435761u;
@@ -64,8 +66,10 @@ int main(int argc, char **argv) {
                 if (unlink(file) || rmdir(dir)) return 9;
             }
         }
-        printf("round %d: %08x\n", round, sum);
-        fflush(stdout);
+        if (!quiet) {
+            printf("round %d: %08x\n", round, sum);
+            fflush(stdout);
+        }
     }
     fclose(slots);
     printf("done: %08x\n", sum);

@@ -237,6 +237,10 @@ enum Newest {
     /// The newest manifest that is not damaged is of another format version;
     /// older checkpoints must not be taken for the latest (as in recovery).
     Unsupported(u32),
+    /// The newest manifest that is not damaged verifies but cannot be used (a
+    /// body this build cannot decode, an epoch out of range): recovery stops
+    /// there too.
+    Unusable(u64),
     /// Manifests exist, but none verifies.
     Damaged,
     /// No checkpoint was committed yet.
@@ -263,6 +267,9 @@ fn newest_checkpoint(process: &ProcessStore) -> Result<Newest, CkptError> {
                 reason: ManifestError::Version { found },
                 ..
             }) => return Ok(Newest::Unsupported(found)),
+            Err(CkptError::Corrupt { reason, .. }) if !reason.is_damage() => {
+                return Ok(Newest::Unusable(epoch))
+            }
             Err(CkptError::Corrupt { .. }) => damaged = true,
             // Collected by a running process since it was listed: an older one.
             Err(CkptError::Storage(e)) if e.is_not_found() => {}
@@ -286,6 +293,7 @@ fn state_text(running: bool, newest: &Newest) -> String {
             status => status_text(status),
         },
         Newest::Unsupported(version) => format!("unsupported format v{version}"),
+        Newest::Unusable(epoch) => format!("checkpoint {epoch} unusable"),
         Newest::Damaged => "damaged".into(),
         Newest::NoCheckpoint => "no checkpoint".into(),
     }

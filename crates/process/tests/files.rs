@@ -115,7 +115,7 @@ fn resumes_after_lost_work_leave_the_files_of_an_uninterrupted_run() {
     let uninterrupted = Process::start(
         Arc::new(MemStore::new()),
         None,
-        launch("p", "ledger.wasm", &plain, &[rounds]),
+        launch("p", "ledger.wasm", &plain, &[rounds, "quiet"]),
         &ProcessOptions::default(),
     )
     .unwrap()
@@ -127,7 +127,7 @@ fn resumes_after_lost_work_leave_the_files_of_an_uninterrupted_run() {
     let mut process = Process::start(
         backend.clone(),
         None,
-        launch("l", "ledger.wasm", &out, &[rounds]),
+        launch("l", "ledger.wasm", &out, &[rounds, "quiet"]),
         &options(journal.clone()),
     )
     .unwrap();

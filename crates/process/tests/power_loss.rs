@@ -262,7 +262,7 @@ fn ledger(out: &Path) -> Launch {
         export: None,
         args: Vec::new(),
         wasi: WasiConfig {
-            args: vec!["ledger".into(), ROUNDS.into()],
+            args: vec!["ledger".into(), ROUNDS.into(), "quiet".into()],
             env: Vec::new(),
             preopens: vec![Preopen {
                 host_path: out.to_path_buf(),
