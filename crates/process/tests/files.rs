@@ -159,3 +159,41 @@ fn resumes_after_lost_work_leave_the_files_of_an_uninterrupted_run() {
     assert_eq!(tree(&out), tree(&plain), "after {crashes} crashes");
     fs::remove_dir_all(base).unwrap();
 }
+
+/// A file that cannot be synced fails the checkpoint it belonged to: the
+/// checkpoint never commits and the process stops (fail-stop, as for the
+/// store's own syncs).
+#[test]
+fn a_failed_file_sync_fails_the_checkpoint_and_stops_the_process() {
+    use ferrite_wasi::{SyncHook, SyncPoint};
+    let base = temp_dir("sync-fails");
+    let backend: Arc<dyn StorageBackend> = Arc::new(MemStore::new());
+    let mut options = options(base.join("journal"));
+    options.journal_sync_hook = Some(SyncHook::new(|point| match point {
+        SyncPoint::File(_) => Err(std::io::Error::other("injected EIO")),
+        SyncPoint::Path(_) => Ok(()),
+    }));
+    let launch = launch("s", "appender.wasm", &base.join("out"), &["5", "0"]);
+    let mut process = Process::start(backend.clone(), None, launch, &options).unwrap();
+    let before = process.committed_epoch();
+    let outcome = process.run().unwrap();
+    match process.finish(&outcome) {
+        Err(ProcessError::Files(message)) => assert!(message.contains("injected EIO"), "{message}"),
+        other => panic!("expected the file sync to fail the checkpoint, got {other:?}"),
+    }
+    assert_eq!(
+        process.committed_epoch(),
+        before,
+        "the checkpoint committed"
+    );
+    assert!(matches!(
+        process.checkpoint(),
+        Err(ProcessError::Poisoned(_))
+    ));
+    let epochs = ferrite_ckpt::ProcessStore::new(backend, "s")
+        .unwrap()
+        .epochs()
+        .unwrap();
+    assert_eq!(epochs.last().copied(), Some(before));
+    fs::remove_dir_all(base).unwrap();
+}
