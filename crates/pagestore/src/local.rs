@@ -157,13 +157,37 @@ pub struct LocalStore<F: FileSystem = StdFs> {
     fs: F,
     root: PathBuf,
     poisoned: Mutex<Option<String>>,
-    temp_seq: AtomicU64,
     handles: Mutex<Handles<F::File>>,
     /// Directories below the root known to be durable in their parents.
     dirs_durable: Mutex<BTreeSet<PathBuf>>,
 }
 
 const TEMP_PREFIX: &str = ".tmp-";
+
+/// Sequence numbers of temporary names, shared by every store of this process
+/// so that two stores on one directory never pick the same name.
+static TEMP_SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// Most temporary names `put_new` tries before giving up.
+const TEMP_ATTEMPTS_MAX: u32 = 4;
+
+/// The temporary name `.tmp-<pid>-<nonce>-<seq>`. The PID lets
+/// [`LocalStore::open`] tell abandoned temporaries; the nonce, random per
+/// process, keeps a process from meeting the leftovers of an earlier one that
+/// had the same PID (PIDs repeat after a reboot, and in a container the runner
+/// may get the same one every time) and that nobody could remove as long as
+/// that PID is alive.
+fn temp_name() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    static NONCE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let nonce = NONCE.get_or_init(|| {
+        std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish()
+    });
+    let seq = TEMP_SEQ.fetch_add(1, Ordering::Relaxed);
+    format!("{TEMP_PREFIX}{}-{nonce:016x}-{seq}", std::process::id())
+}
 
 impl LocalStore {
     /// Opens (creating if needed) a store rooted at `root`, removing temporary
@@ -189,7 +213,6 @@ impl<F: FileSystem> LocalStore<F> {
             fs,
             root,
             poisoned: Mutex::new(None),
-            temp_seq: AtomicU64::new(0),
             handles: Mutex::new(Handles::new()),
             dirs_durable: Mutex::new(BTreeSet::new()),
         };
@@ -330,9 +353,21 @@ impl<F: FileSystem> LocalStore<F> {
         dir: &Path,
         bytes: &[u8],
     ) -> Result<PathBuf, StorageError> {
-        let seq = self.temp_seq.fetch_add(1, Ordering::Relaxed);
-        let temp = dir.join(format!("{TEMP_PREFIX}{}-{seq}", std::process::id()));
-        let file = self.create_object(key, &temp)?;
+        let mut attempts = 0;
+        let (temp, file) = loop {
+            let temp = dir.join(temp_name());
+            attempts += 1;
+            match self.create_object(key, &temp) {
+                Ok(file) => break (temp, file),
+                // Someone else's; never touched.
+                Err(StorageError::AlreadyExists { .. }) if attempts < TEMP_ATTEMPTS_MAX => {}
+                Err(StorageError::AlreadyExists { .. }) => {
+                    let e = io::Error::other("every temporary name tried was taken");
+                    return Err(self.poison(StorageError::io(key, e)));
+                }
+                Err(e) => return Err(e),
+            }
+        };
         if let Err(e) = file.write_all_at(bytes, 0).and_then(|()| file.sync()) {
             let _ = self.fs.unlink(&temp);
             return Err(self.poison(StorageError::io(key, e)));
@@ -395,7 +430,7 @@ fn create_dir_durably<F: FileSystem>(fs: &F, dir: &Path) -> io::Result<()> {
 }
 
 /// True for a temporary file whose writer is gone: its name is
-/// `.tmp-<pid>-<seq>` and no process `<pid>` exists. Another runner's write in
+/// `.tmp-<pid>-...` and no process `<pid>` exists. Another runner's write in
 /// progress is never touched. Where liveness cannot be told (no `/proc`), nothing
 /// is considered abandoned.
 fn is_abandoned_temporary(name: &str) -> bool {
