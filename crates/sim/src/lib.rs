@@ -668,7 +668,10 @@ mod tests {
         write(&fs, "/e/f", b"x").sync().unwrap();
         fs.sync_dir(Path::new("/e")).unwrap();
         fs.crash();
-        assert!(fs.sync_dir(Path::new("/")).is_err(), "frozen after the crash");
+        assert!(
+            fs.sync_dir(Path::new("/")).is_err(),
+            "frozen after the crash"
+        );
         let (mut named, mut lost, mut whole, mut torn, mut gone) = (0, 0, 0, 0, 0);
         for seed in 0..200 {
             let after = fs.reboot(seed);
