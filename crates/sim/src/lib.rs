@@ -12,7 +12,7 @@
 //! freezes the file system; [`SimFs::reboot`] then yields what the medium holds
 //! afterwards: the durable state, with each pending operation kept, dropped
 //! or (for a write) torn, independently and at random from a seed, the way
-//! SQLite's crash tests and ALICE explore the states a crash can leave. Any
+//! the crash tests of `SQLite` and ALICE explore the states a crash can leave. Any
 //! moment between two syncs leaves a subset of the operations pending at the
 //! next one, so crashing at every sync with random subsets reaches every
 //! instant.
@@ -684,7 +684,7 @@ mod tests {
             }
             let bytes = read(&after, "/t/torn").unwrap();
             assert!(bytes.len() <= 100 && bytes.iter().all(|&b| b == 7 || b == 0));
-            match bytes.iter().filter(|&&b| b == 7).count() {
+            match bytes.iter().map(|&b| usize::from(b == 7)).sum::<usize>() {
                 100 => whole += 1,
                 0 => gone += 1,
                 _ => torn += 1,
