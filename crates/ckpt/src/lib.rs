@@ -38,7 +38,7 @@ mod lock;
 mod manifest;
 mod process;
 
-pub use lock::{LockError, ProcessLock};
+pub use lock::{LockError, ProcessLock, LOCK_ATTEMPTS_MAX};
 pub use manifest::{
     Invocation, Manifest, ManifestBody, ManifestError, ProcessStatus, FORMAT_VERSION,
     MANIFEST_BYTES_MAX, MANIFEST_MAGIC,

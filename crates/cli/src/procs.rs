@@ -542,14 +542,12 @@ fn remove(options: &RmOptions) -> Result<String, String> {
         bar.finish_and_clear();
     }
     store.prune(process.prefix());
-    // Unlinking a lock file while holding it is safe: a runner that opens the
-    // old file finds it locked and stops; one that starts later makes a new one.
-    match fs::remove_file(lock.path()) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(format!("cannot remove {}: {e}", lock.path().display())),
-    }
-    drop(lock);
+    // The lock file goes while the lock is held: a runner that opened the old
+    // file finds it locked (and stops), or locks it after this and sees that the
+    // path no longer names it (and starts over on a new file).
+    let path = lock.path().to_path_buf();
+    lock.remove()
+        .map_err(|e| format!("cannot remove {}: {e}", path.display()))?;
     Ok(format!("removed {name}\n"))
 }
 

@@ -35,6 +35,7 @@
 
 mod backend;
 mod faulty;
+pub mod fs;
 mod local;
 mod mem;
 mod pages;
@@ -42,7 +43,7 @@ pub mod record;
 
 pub use backend::{check_key, get_bounded, StorageBackend, StorageError};
 pub use faulty::{Fault, FaultyStore};
-pub use local::{list_keys, LocalStore};
+pub use local::{list_keys, LocalStore, HANDLES_OPEN_MAX, UNSYNCED_HANDLES_MAX};
 pub use mem::MemStore;
 pub use pages::{
     CompactionReport, PageMapRef, PageStore, PageStoreError, PageStoreStats, CHUNKS_LOADED_MAX,

@@ -1,12 +1,13 @@
 //! The local crash-safe backend: one file per object under a directory.
 
-use crate::backend::{check_key, StorageBackend, StorageError};
+use crate::{
+    backend::{check_key, StorageBackend, StorageError},
+    fs::{DirEntry, FileHandle, FileSystem, StdFs},
+};
 use std::{
-    collections::BTreeSet,
-    fs::{self, File, OpenOptions},
-    io::Write,
+    collections::{BTreeSet, VecDeque},
+    io,
     ops::Range,
-    os::unix::fs::FileExt,
     path::{Path, PathBuf},
     sync::{
         atomic::{AtomicU64, Ordering},
@@ -20,24 +21,57 @@ use std::{
 /// never stale; deleting an object drops its handle.
 pub const HANDLES_OPEN_MAX: usize = 16;
 
-/// A small LRU of open, read-capable handles of objects, by key.
-#[derive(Debug, Default)]
-struct Handles {
+/// Most handles of written, not yet synced objects [`LocalStore`] keeps open.
+///
+/// A deferred object must be synced through the descriptor it was written
+/// with: a write-back error is reported to the descriptors open when it
+/// happened, so an `fsync` of a descriptor opened later may succeed although
+/// the data was lost. Such handles are therefore kept apart from the read
+/// cache until the object is synced or deleted. That is one handle per segment
+/// (1 MiB) and map chunk version the epoch being built wrote; an epoch that
+/// writes more than this many objects before its checkpoint has its oldest
+/// ones synced early, each through its own handle, which is then closed (their
+/// names are synced with the others later). So open descriptors stay bounded
+/// by this constant, whatever an epoch writes.
+pub const UNSYNCED_HANDLES_MAX: usize = 64;
+
+/// Open handles of objects, by key: a small LRU for reads, and the handles of
+/// objects written with `put_new_deferred` and not synced since.
+#[derive(Debug)]
+struct Handles<H> {
     /// `(key, handle, last use)`; at most [`HANDLES_OPEN_MAX`] entries.
-    entries: Vec<(String, Arc<File>, u64)>,
+    entries: Vec<(String, Arc<H>, u64)>,
     tick: u64,
+    /// Written, unsynced objects, oldest first; at most [`UNSYNCED_HANDLES_MAX`].
+    written: VecDeque<(String, Arc<H>)>,
+    /// Unsynced objects whose contents were synced early (through their
+    /// written handle, since closed); only their names wait for a `sync`.
+    synced_early: BTreeSet<String>,
 }
 
-impl Handles {
-    fn get(&mut self, key: &str) -> Option<Arc<File>> {
-        self.tick += 1;
-        let tick = self.tick;
-        let entry = self.entries.iter_mut().find(|(k, _, _)| k == key)?;
-        entry.2 = tick;
-        Some(entry.1.clone())
+impl<H> Handles<H> {
+    fn new() -> Self {
+        Self {
+            entries: Vec::new(),
+            tick: 0,
+            written: VecDeque::new(),
+            synced_early: BTreeSet::new(),
+        }
     }
 
-    fn insert(&mut self, key: &str, file: Arc<File>) {
+    fn get(&mut self, key: &str) -> Option<Arc<H>> {
+        self.tick += 1;
+        let tick = self.tick;
+        if let Some(entry) = self.entries.iter_mut().find(|(k, _, _)| k == key) {
+            entry.2 = tick;
+            return Some(entry.1.clone());
+        }
+        let written = self.written.iter().find(|(k, _)| k == key)?.1.clone();
+        self.insert(key, written.clone());
+        Some(written)
+    }
+
+    fn insert(&mut self, key: &str, file: Arc<H>) {
         self.remove(key);
         if self.entries.len() >= HANDLES_OPEN_MAX {
             let oldest = self
@@ -54,9 +88,41 @@ impl Handles {
         debug_assert!(self.entries.len() <= HANDLES_OPEN_MAX);
     }
 
+    /// Drops the read handle of `key`.
     fn remove(&mut self, key: &str) {
         self.entries.retain(|(k, _, _)| k != key);
     }
+
+    /// Drops every handle of `key` and forgets that it is unsynced (it is deleted).
+    fn forget(&mut self, key: &str) {
+        self.remove(key);
+        self.written.retain(|(k, _)| k != key);
+        self.synced_early.remove(key);
+    }
+
+    /// What a `sync` of `key` has left to do for its contents.
+    fn take_unsynced(&mut self, key: &str) -> Unsynced<H> {
+        if let Some(at) = self.written.iter().position(|(k, _)| k == key) {
+            let (_, file) = self.written.remove(at).expect("position is in range");
+            return Unsynced::Written(file);
+        }
+        if self.synced_early.remove(key) {
+            Unsynced::SyncedEarly
+        } else {
+            Unsynced::Unknown
+        }
+    }
+}
+
+/// The state of an object named by a `sync`.
+enum Unsynced<H> {
+    /// Written by this store and not synced: sync this handle.
+    Written(Arc<H>),
+    /// Its contents are durable already.
+    SyncedEarly,
+    /// Not written by this store since it was last synced (or never written
+    /// here): syncing a fresh handle cannot miss an error of ours.
+    Unknown,
 }
 
 /// Objects as files below a root directory.
@@ -67,48 +133,101 @@ impl Handles {
 /// synced object; leftover temporary files are removed by [`LocalStore::open`].
 ///
 /// `put_new_deferred` creates the file under its final name (create-only) and
-/// writes it, without any sync; `sync` later syncs the files and then their
-/// directories. A crash before that may leave such a file missing, empty or
-/// partly written, which is allowed: recovery removes the objects of an epoch
-/// that never committed.
+/// writes it, without any sync, keeping the written handle
+/// ([`UNSYNCED_HANDLES_MAX`]); `sync` later syncs the files through those
+/// handles and then their directories. A crash before that may leave such a
+/// file missing, empty or partly written, which is allowed: recovery removes
+/// the objects of an epoch that never committed.
+///
+/// Every directory the store uses is made durable in its parent the first time
+/// this store uses it (created if missing, then the parent synced, level by
+/// level from the root down), and the root itself when [`LocalStore::open`]
+/// creates it (up to the first ancestor that existed). Otherwise a power loss
+/// could take a whole new process directory, synced files and all, with it.
 ///
 /// Reads use `pread` on handles kept open in a small LRU ([`HANDLES_OPEN_MAX`]).
 ///
 /// After a failed write or sync the store is poisoned: later writes fail, as
 /// retrying an fsync cannot make earlier data safe.
+///
+/// All of this goes through a [`FileSystem`], the operating system's
+/// ([`StdFs`]) unless a simulated one is given to [`LocalStore::open_in`].
 #[derive(Debug)]
-pub struct LocalStore {
+pub struct LocalStore<F: FileSystem = StdFs> {
+    fs: F,
     root: PathBuf,
     poisoned: Mutex<Option<String>>,
-    temp_seq: AtomicU64,
-    handles: Mutex<Handles>,
+    handles: Mutex<Handles<F::File>>,
+    /// Directories below the root known to be durable in their parents.
+    dirs_durable: Mutex<BTreeSet<PathBuf>>,
 }
 
 const TEMP_PREFIX: &str = ".tmp-";
+
+/// Sequence numbers of temporary names, shared by every store of this process
+/// so that two stores on one directory never pick the same name.
+static TEMP_SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// Most temporary names `put_new` tries before giving up.
+const TEMP_ATTEMPTS_MAX: u32 = 4;
+
+/// The temporary name `.tmp-<pid>-<nonce>-<seq>`. The PID lets
+/// [`LocalStore::open`] tell abandoned temporaries; the nonce, random per
+/// process, keeps a process from meeting the leftovers of an earlier one that
+/// had the same PID (PIDs repeat after a reboot, and in a container the runner
+/// may get the same one every time) and that nobody could remove as long as
+/// that PID is alive.
+fn temp_name() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    static NONCE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let nonce = NONCE.get_or_init(|| {
+        std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish()
+    });
+    let seq = TEMP_SEQ.fetch_add(1, Ordering::Relaxed);
+    format!("{TEMP_PREFIX}{}-{nonce:016x}-{seq}", std::process::id())
+}
 
 impl LocalStore {
     /// Opens (creating if needed) a store rooted at `root`, removing temporary
     /// files left by a crash.
     ///
     /// # Errors
-    /// If the directory cannot be created or read.
+    /// If the directory cannot be created, synced or read.
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, StorageError> {
+        Self::open_in(StdFs, root)
+    }
+}
+
+impl<F: FileSystem> LocalStore<F> {
+    /// [`LocalStore::open`] on the file system `fs`.
+    ///
+    /// # Errors
+    /// If the directory cannot be created, synced or read.
+    pub fn open_in(fs: F, root: impl Into<PathBuf>) -> Result<Self, StorageError> {
         let root = root.into();
         let key = root.display().to_string();
-        fs::create_dir_all(&root).map_err(|e| StorageError::io(&key, e))?;
+        create_dir_durably(&fs, &root).map_err(|e| StorageError::io(&key, e))?;
         let store = Self {
+            fs,
             root,
             poisoned: Mutex::new(None),
-            temp_seq: AtomicU64::new(0),
-            handles: Mutex::new(Handles::default()),
+            handles: Mutex::new(Handles::new()),
+            dirs_durable: Mutex::new(BTreeSet::new()),
         };
-        remove_temporaries(&store.root)?;
+        remove_temporaries(&store.fs, &store.root)?;
         Ok(store)
     }
 
     /// The root directory.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The file system.
+    pub fn fs(&self) -> &F {
+        &self.fs
     }
 
     fn path(&self, key: &str) -> Result<PathBuf, StorageError> {
@@ -139,47 +258,179 @@ impl LocalStore {
         error
     }
 
-    fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-        let mut file = File::create_new(path)?;
-        file.write_all(bytes)?;
-        file.sync_all()
-    }
-
-    fn handles(&self) -> MutexGuard<'_, Handles> {
+    fn handles(&self) -> MutexGuard<'_, Handles<F::File>> {
         self.handles
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// An open handle of object `key`: the cached one, or a newly opened one
-    /// that is then cached.
-    fn handle(&self, key: &str) -> Result<Arc<File>, StorageError> {
+    fn dirs_durable(&self) -> MutexGuard<'_, BTreeSet<PathBuf>> {
+        self.dirs_durable
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// An open handle of object `key`: a cached or written one, or a newly
+    /// opened one that is then cached.
+    fn handle(&self, key: &str) -> Result<Arc<F::File>, StorageError> {
         if let Some(file) = self.handles().get(key) {
             return Ok(file);
         }
-        let path = self.path(key)?;
-        let file = Arc::new(File::open(&path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => StorageError::NotFound {
-                key: key.to_string(),
-            },
-            _ => StorageError::io(key, e),
-        })?);
+        let file = Arc::new(self.open_object(key)?);
         self.handles().insert(key, file.clone());
         Ok(file)
     }
 
-    /// The directory of the checked `path`, created if missing.
-    fn make_parent<'p>(&self, key: &str, path: &'p Path) -> Result<&'p Path, StorageError> {
+    fn open_object(&self, key: &str) -> Result<F::File, StorageError> {
+        self.fs.open(&self.path(key)?).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => StorageError::NotFound {
+                key: key.to_string(),
+            },
+            _ => StorageError::io(key, e),
+        })
+    }
+
+    /// Makes directory `dir` (below the root) and every directory between it
+    /// and the root exist durably: each is created if missing and its parent
+    /// synced, once per store. A directory that already existed is synced into
+    /// its parent too: another store (a runner of another process) may have
+    /// just created it and not synced its parent yet.
+    fn make_dir(&self, key: &str, dir: &Path) -> Result<(), StorageError> {
+        if self.dirs_durable().contains(dir) {
+            return Ok(());
+        }
+        let relative = dir
+            .strip_prefix(&self.root)
+            .expect("a checked key names a path under the root");
+        let mut parent = self.root.clone();
+        for component in relative.components() {
+            let at = parent.join(component);
+            if !self.dirs_durable().contains(&at) {
+                match self.fs.mkdir(&at) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(self.poison(StorageError::io(key, e))),
+                }
+                self.fs
+                    .sync_dir(&parent)
+                    .map_err(|e| self.poison(StorageError::io(key, e)))?;
+                self.dirs_durable().insert(at.clone());
+            }
+            parent = at;
+        }
+        Ok(())
+    }
+
+    /// Creates file `path` of object `key` (create-only), making its directory
+    /// first. A directory removed since this store made it (by `ferrite rm` of
+    /// an earlier process of that name) is made again.
+    fn create_object(&self, key: &str, path: &Path) -> Result<F::File, StorageError> {
         let dir = path
             .parent()
             .expect("a checked key has a parent under the root");
-        fs::create_dir_all(dir).map_err(|e| self.poison(StorageError::io(key, e)))?;
-        Ok(dir)
+        self.make_dir(key, dir)?;
+        let created = match self.fs.create_new(path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.dirs_durable().retain(|known| !dir.starts_with(known));
+                self.make_dir(key, dir)?;
+                self.fs.create_new(path)
+            }
+            created => created,
+        };
+        created.map_err(|e| match e.kind() {
+            io::ErrorKind::AlreadyExists => StorageError::AlreadyExists {
+                key: key.to_string(),
+            },
+            _ => self.poison(StorageError::io(key, e)),
+        })
+    }
+
+    /// Writes `bytes` to a new temporary file in `dir` and syncs it; returns its
+    /// path.
+    fn write_temporary(
+        &self,
+        key: &str,
+        dir: &Path,
+        bytes: &[u8],
+    ) -> Result<PathBuf, StorageError> {
+        let mut attempts = 0;
+        let (temp, file) = loop {
+            let temp = dir.join(temp_name());
+            attempts += 1;
+            match self.create_object(key, &temp) {
+                Ok(file) => break (temp, file),
+                // Someone else's; never touched.
+                Err(StorageError::AlreadyExists { .. }) if attempts < TEMP_ATTEMPTS_MAX => {}
+                Err(StorageError::AlreadyExists { .. }) => {
+                    let e = io::Error::other("every temporary name tried was taken");
+                    return Err(self.poison(StorageError::io(key, e)));
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        if let Err(e) = file.write_all_at(bytes, 0).and_then(|()| file.sync()) {
+            let _ = self.fs.unlink(&temp);
+            return Err(self.poison(StorageError::io(key, e)));
+        }
+        Ok(temp)
+    }
+
+    /// Syncs the contents of the oldest written objects past
+    /// [`UNSYNCED_HANDLES_MAX`] through their own handles, and closes those.
+    fn sync_overflow(&self, key: &str) -> Result<(), StorageError> {
+        // The lock is held across the fsync so that a concurrent `sync` of the
+        // same object cannot miss it; this happens once per object of an epoch
+        // that wrote more than the bound.
+        let mut handles = self.handles();
+        while handles.written.len() > UNSYNCED_HANDLES_MAX {
+            let (oldest, file) = handles.written.pop_front().expect("over the bound");
+            file.sync()
+                .map_err(|e| self.poison(StorageError::io(key, e)))?;
+            handles.synced_early.insert(oldest);
+        }
+        Ok(())
     }
 }
 
+/// Creates directory `dir` durably: it and every missing ancestor are created
+/// and each one's parent synced, up to the first ancestor that existed.
+fn create_dir_durably<F: FileSystem>(fs: &F, dir: &Path) -> io::Result<()> {
+    // Deepest first: the directories still to create.
+    let mut missing = vec![dir.to_path_buf()];
+    loop {
+        let at = missing.last().expect("not empty");
+        match fs.mkdir(at) {
+            Ok(()) => {
+                fs.sync_dir(at.parent().unwrap_or(Path::new("/")))?;
+                missing.pop();
+                break;
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                missing.pop();
+                break;
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => match at.parent() {
+                Some(parent) if !parent.as_os_str().is_empty() => {
+                    missing.push(parent.to_path_buf());
+                }
+                _ => return Err(e),
+            },
+            Err(e) => return Err(e),
+        }
+    }
+    while let Some(at) = missing.pop() {
+        match fs.mkdir(&at) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        fs.sync_dir(at.parent().expect("a created directory has a parent"))?;
+    }
+    Ok(())
+}
+
 /// True for a temporary file whose writer is gone: its name is
-/// `.tmp-<pid>-<seq>` and no process `<pid>` exists. Another runner's write in
+/// `.tmp-<pid>-...` and no process `<pid>` exists. Another runner's write in
 /// progress is never touched. Where liveness cannot be told (no `/proc`), nothing
 /// is considered abandoned.
 fn is_abandoned_temporary(name: &str) -> bool {
@@ -196,16 +447,14 @@ fn is_abandoned_temporary(name: &str) -> bool {
 }
 
 /// Removes temporary files left by a crash, in `dir` and below.
-fn remove_temporaries(dir: &Path) -> Result<(), StorageError> {
+fn remove_temporaries<F: FileSystem>(fs: &F, dir: &Path) -> Result<(), StorageError> {
     let key = dir.display().to_string();
-    for entry in fs::read_dir(dir).map_err(|e| StorageError::io(&key, e))? {
-        let entry = entry.map_err(|e| StorageError::io(&key, e))?;
-        let path = entry.path();
-        let file_type = entry.file_type().map_err(|e| StorageError::io(&key, e))?;
-        if file_type.is_dir() {
-            remove_temporaries(&path)?;
-        } else if is_abandoned_temporary(&entry.file_name().to_string_lossy()) {
-            let _ = fs::remove_file(&path);
+    for entry in fs.list(dir).map_err(|e| StorageError::io(&key, e))? {
+        let path = dir.join(&entry.name);
+        if entry.is_dir {
+            remove_temporaries(fs, &path)?;
+        } else if is_abandoned_temporary(&entry.name) {
+            let _ = fs.unlink(&path);
         }
     }
     Ok(())
@@ -219,6 +468,14 @@ fn remove_temporaries(dir: &Path) -> Result<(), StorageError> {
 /// # Errors
 /// An invalid prefix, or a directory that cannot be read.
 pub fn list_keys(root: &Path, prefix: &str) -> Result<Vec<String>, StorageError> {
+    list_keys_in(&StdFs, root, prefix)
+}
+
+fn list_keys_in<F: FileSystem>(
+    fs: &F,
+    root: &Path,
+    prefix: &str,
+) -> Result<Vec<String>, StorageError> {
     // Walk the directory that holds the prefix, then filter by full key.
     let (dir_key, _) = prefix.rsplit_once('/').unwrap_or(("", prefix));
     let dir = if dir_key.is_empty() {
@@ -228,7 +485,7 @@ pub fn list_keys(root: &Path, prefix: &str) -> Result<Vec<String>, StorageError>
         root.join(dir_key)
     };
     let mut keys = Vec::new();
-    collect_keys(&dir, dir_key, &mut keys).map_err(|e| StorageError::io(prefix, e))?;
+    collect_keys(fs, &dir, dir_key, &mut keys).map_err(|e| StorageError::io(prefix, e))?;
     keys.retain(|key| key.starts_with(prefix));
     keys.sort();
     Ok(keys)
@@ -236,113 +493,112 @@ pub fn list_keys(root: &Path, prefix: &str) -> Result<Vec<String>, StorageError>
 
 /// Appends the keys of the files in `dir` and below (skipping temporaries) to
 /// `keys`; `dir_key` is the key of `dir` itself. A missing directory has none.
-fn collect_keys(dir: &Path, dir_key: &str, keys: &mut Vec<String>) -> std::io::Result<()> {
-    let entries = match fs::read_dir(dir) {
+fn collect_keys<F: FileSystem>(
+    fs: &F,
+    dir: &Path,
+    dir_key: &str,
+    keys: &mut Vec<String>,
+) -> io::Result<()> {
+    let entries = match fs.list(dir) {
         Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e),
     };
-    for entry in entries {
-        let entry = entry?;
-        let name = entry.file_name().to_string_lossy().into_owned();
+    for DirEntry { name, is_dir } in entries {
         if name.starts_with(TEMP_PREFIX) {
             continue;
         }
+        let path = dir.join(&name);
         let key = if dir_key.is_empty() {
             name
         } else {
             format!("{dir_key}/{name}")
         };
-        let file_type = entry.file_type()?;
-        if file_type.is_dir() {
-            collect_keys(&entry.path(), &key, keys)?;
-        } else if file_type.is_file() {
+        if is_dir {
+            collect_keys(fs, &path, &key, keys)?;
+        } else {
             keys.push(key);
         }
     }
     Ok(())
 }
 
-/// Syncs a directory so that names created in it survive a power loss.
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
-impl StorageBackend for LocalStore {
+impl<F: FileSystem> StorageBackend for LocalStore<F> {
     fn put_new(&self, key: &str, bytes: &[u8]) -> Result<(), StorageError> {
         self.check_poisoned()?;
         let path = self.path(key)?;
-        if path.exists() {
+        // Cheap refusal before writing (a module stored by an earlier run).
+        if self.fs.open(&path).is_ok() {
             return Err(StorageError::AlreadyExists {
                 key: key.to_string(),
             });
         }
-        let dir = self.make_parent(key, &path)?;
+        let dir = path
+            .parent()
+            .expect("a checked key has a parent under the root");
         // A handle of an object of the same name that someone else deleted.
         self.handles().remove(key);
-        let seq = self.temp_seq.fetch_add(1, Ordering::Relaxed);
-        let temp = dir.join(format!("{TEMP_PREFIX}{}-{seq}", std::process::id()));
-        if let Err(e) = Self::write_synced(&temp, bytes) {
-            let _ = fs::remove_file(&temp);
-            return Err(self.poison(StorageError::io(key, e)));
-        }
-        let linked = fs::hard_link(&temp, &path);
-        let _ = fs::remove_file(&temp);
+        let temp = self.write_temporary(key, dir, bytes)?;
+        let linked = self.fs.link(&temp, &path);
+        let _ = self.fs.unlink(&temp);
         match linked {
             Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 return Err(StorageError::AlreadyExists {
                     key: key.to_string(),
                 });
             }
             Err(e) => return Err(self.poison(StorageError::io(key, e))),
         }
-        sync_dir(dir).map_err(|e| self.poison(StorageError::io(key, e)))
+        self.fs
+            .sync_dir(dir)
+            .map_err(|e| self.poison(StorageError::io(key, e)))
     }
 
     fn put_new_deferred(&self, key: &str, bytes: &[u8]) -> Result<(), StorageError> {
         self.check_poisoned()?;
         let path = self.path(key)?;
-        self.make_parent(key, &path)?;
-        let mut file = match OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)
-        {
-            Ok(file) => file,
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                return Err(StorageError::AlreadyExists {
-                    key: key.to_string(),
-                });
-            }
-            Err(e) => return Err(self.poison(StorageError::io(key, e))),
-        };
-        if let Err(e) = file.write_all(bytes) {
+        let file = self.create_object(key, &path)?;
+        if let Err(e) = file.write_all_at(bytes, 0) {
             // Never leave a short object under its final name.
-            let _ = fs::remove_file(&path);
+            let _ = self.fs.unlink(&path);
             return Err(self.poison(StorageError::io(key, e)));
         }
-        // The page store reads recently written records back soon: keep the handle.
-        self.handles().insert(key, Arc::new(file));
-        Ok(())
+        let file = Arc::new(file);
+        {
+            let mut handles = self.handles();
+            handles.written.push_back((key.to_string(), file.clone()));
+            // The page store reads recently written records back soon.
+            handles.insert(key, file);
+        }
+        self.sync_overflow(key)
     }
 
     fn sync(&self, keys: &[String]) -> Result<(), StorageError> {
         self.check_poisoned()?;
         let mut dirs = BTreeSet::new();
         for key in keys {
-            let file = self.handle(key).map_err(|e| self.poison(e))?;
-            file.sync_all()
-                .map_err(|e| self.poison(StorageError::io(key, e)))?;
             let path = self.path(key)?;
+            let unsynced = self.handles().take_unsynced(key);
+            let file = match unsynced {
+                Unsynced::Written(file) => Some(file),
+                Unsynced::SyncedEarly => None,
+                Unsynced::Unknown => {
+                    Some(Arc::new(self.open_object(key).map_err(|e| self.poison(e))?))
+                }
+            };
+            if let Some(file) = file {
+                file.sync()
+                    .map_err(|e| self.poison(StorageError::io(key, e)))?;
+            }
             if let Some(dir) = path.parent() {
                 dirs.insert(dir.to_path_buf());
             }
         }
         // The names, after the contents: a name that survives a crash has its bytes.
         for dir in dirs {
-            sync_dir(&dir)
+            self.fs
+                .sync_dir(&dir)
                 .map_err(|e| self.poison(StorageError::io(&dir.display().to_string(), e)))?;
         }
         Ok(())
@@ -352,7 +608,7 @@ impl StorageBackend for LocalStore {
         let file = self.handle(key)?;
         // The part of the range the file has (see the trait): allocate for
         // what is there, never for what was asked.
-        let size = file.metadata().map_err(|e| StorageError::io(key, e))?.len();
+        let size = file.size().map_err(|e| StorageError::io(key, e))?;
         let range = range.unwrap_or(0..size);
         let start = range.start.min(size);
         let range = start..range.end.min(size).max(start);
@@ -365,15 +621,15 @@ impl StorageBackend for LocalStore {
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
-        list_keys(&self.root, prefix)
+        list_keys_in(&self.fs, &self.root, prefix)
     }
 
     fn delete(&self, key: &str) -> Result<(), StorageError> {
         let path = self.path(key)?;
-        self.handles().remove(key);
-        match fs::remove_file(&path) {
+        self.handles().forget(key);
+        match self.fs.unlink(&path) {
             Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(StorageError::io(key, e)),
         }
     }
@@ -383,6 +639,7 @@ impl StorageBackend for LocalStore {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use std::fs;
 
     fn temp_dir(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("ferrite-local-{name}-{}", std::process::id()));
