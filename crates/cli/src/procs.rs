@@ -542,6 +542,13 @@ fn remove(options: &RmOptions) -> Result<String, String> {
         bar.finish_and_clear();
     }
     store.prune(process.prefix());
+    // The journal that rolls back the process's files (see `persist`).
+    let journal = root.join("journals").join(name);
+    match fs::remove_dir_all(&journal) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("cannot remove {}: {e}", journal.display())),
+    }
     // The lock file goes while the lock is held: a runner that opened the old
     // file finds it locked (and stops), or locks it after this and sees that the
     // path no longer names it (and starts over on a new file).

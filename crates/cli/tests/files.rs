@@ -118,6 +118,12 @@ fn appends_after_the_checkpoint_are_not_done_twice() {
         all
     });
     assert_eq!(fs::read_to_string(&log).unwrap(), expected);
+    // `rm` takes the process's journal with it.
+    let journal = base.join("store/journals/a");
+    assert!(journal.is_dir());
+    let removed = ferrite(&["rm", "--store", store, "a"]);
+    assert!(removed.status.success(), "{}", text(&removed.stderr));
+    assert!(!journal.exists());
     fs::remove_dir_all(base).unwrap();
 }
 

@@ -218,17 +218,22 @@ impl Process {
     /// instantiates it with WASI, and (if persistent) commits a first checkpoint,
     /// so that a crash at any later moment leaves something to resume.
     ///
-    /// `lock` is the caller's run lock on the name, kept while the process lives.
+    /// `lock` is the caller's run lock on the name, kept while the process
+    /// lives: every step that deletes objects (the remains of a crashed start,
+    /// recovery's cleanup, garbage collection) runs while it is held. Without
+    /// one the caller guarantees that no one else runs the process (an
+    /// in-memory store of its own).
     ///
     /// # Errors
     /// [`ProcessError::Exists`] if the name has checkpoints; engine, host and
-    /// storage errors.
+    /// storage errors; a `lock` of another process.
     pub fn start(
         backend: Arc<dyn StorageBackend>,
         lock: Option<ProcessLock>,
         launch: Launch,
         options: &ProcessOptions,
     ) -> Result<Self, ProcessError> {
+        check_lock(lock.as_ref(), &launch.name)?;
         let checkpoints = ProcessStore::new(backend.clone(), &launch.name)?;
         if !checkpoints.epochs()?.is_empty() {
             return Err(ProcessError::Exists(launch.name));
@@ -345,6 +350,7 @@ impl Process {
         from: Option<u64>,
     ) -> Result<(Self, ResumeReport), ProcessError> {
         let began = Instant::now();
+        check_lock(lock.as_ref(), name)?;
         let checkpoints = ProcessStore::new(backend.clone(), name)?;
         let recovery = checkpoints.recover_from(from)?;
         let Some(manifest) = recovery.manifest else {
@@ -856,4 +862,17 @@ fn journal(
         journal.set_sync_hook(hook.clone());
     }
     journal
+}
+
+/// Refuses a run lock taken for another process: recovery deletes objects,
+/// and must do so only under the lock of the process it recovers.
+fn check_lock(lock: Option<&ProcessLock>, name: &str) -> Result<(), ProcessError> {
+    match lock {
+        Some(lock) if lock.name() != name => Err(Error::Usage(format!(
+            "the run lock given is for process {}, not {name}",
+            lock.name()
+        ))
+        .into()),
+        _ => Ok(()),
+    }
 }
