@@ -647,3 +647,21 @@ fn a_truncated_committed_segment_is_damage_not_an_io_error() {
     assert!(stderr.contains("procs/t/segments/"), "{stderr}");
     assert!(!stderr.contains("is intact"), "{stderr}");
 }
+
+/// A store named by a relative path of one component (`--store st`) that does
+/// not exist yet is created in the working directory (its parent, `.`, synced).
+#[test]
+fn a_new_store_at_a_relative_path_is_created() {
+    let base = temp_store("relative-store");
+    fs::create_dir_all(&base).unwrap();
+    let out = Command::new(FERRITE)
+        .current_dir(&base)
+        .args(["run", "--store", "st", "--name", "r", "--invoke", "fib"])
+        .arg(example("fib.wat"))
+        .arg("20")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "6765\n");
+    assert!(base.join("st/procs/r/manifests").is_dir());
+}

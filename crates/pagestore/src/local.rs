@@ -401,7 +401,7 @@ fn create_dir_durably<F: FileSystem>(fs: &F, dir: &Path) -> io::Result<()> {
         let at = missing.last().expect("not empty");
         match fs.mkdir(at) {
             Ok(()) => {
-                fs.sync_dir(at.parent().unwrap_or(Path::new("/")))?;
+                fs.sync_dir(parent_dir(at))?;
                 missing.pop();
                 break;
             }
@@ -424,9 +424,19 @@ fn create_dir_durably<F: FileSystem>(fs: &F, dir: &Path) -> io::Result<()> {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e),
         }
-        fs.sync_dir(at.parent().expect("a created directory has a parent"))?;
+        fs.sync_dir(parent_dir(&at))?;
     }
     Ok(())
+}
+
+/// The directory holding `path`: `.` for a relative path of one component
+/// (whose `parent()` is empty), `/` for the root.
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(parent) if parent.as_os_str().is_empty() => Path::new("."),
+        Some(parent) => parent,
+        None => Path::new("/"),
+    }
 }
 
 /// True for a temporary file whose writer is gone: its name is
@@ -645,6 +655,15 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("ferrite-local-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         dir
+    }
+
+    #[test]
+    fn a_store_at_a_relative_path_of_one_component_opens() {
+        // Tests share one working directory, so the command's test runs
+        // `ferrite --store st` in a directory of its own; here, the rule.
+        assert_eq!(parent_dir(Path::new("st")), Path::new("."));
+        assert_eq!(parent_dir(Path::new("a/st")), Path::new("a"));
+        assert_eq!(parent_dir(Path::new("/")), Path::new("/"));
     }
 
     #[test]

@@ -274,7 +274,7 @@ fn create_dir_synced(dir: &Path, hook: &mut Option<SyncHook>) -> io::Result<()> 
     if dir.is_dir() {
         return Ok(());
     }
-    if let Some(parent) = dir.parent() {
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
         create_dir_synced(parent, hook)?;
     }
     match fs::create_dir(dir) {
@@ -282,10 +282,13 @@ fn create_dir_synced(dir: &Path, hook: &mut Option<SyncHook>) -> io::Result<()> 
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
         Err(e) => return Err(e),
     }
-    if let Some(parent) = dir.parent() {
-        sync_point(hook, SyncPoint::Path(parent))?;
-        fs::File::open(parent)?.sync_all()?;
-    }
+    let parent = match dir.parent() {
+        Some(parent) if parent.as_os_str().is_empty() => Path::new("."),
+        Some(parent) => parent,
+        None => return Ok(()),
+    };
+    sync_point(hook, SyncPoint::Path(parent))?;
+    fs::File::open(parent)?.sync_all()?;
     Ok(())
 }
 
