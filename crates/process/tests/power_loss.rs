@@ -164,12 +164,6 @@ fn lose_entries(medium: &Medium, rng: &mut Rng, dir: &Path, stash: &Path) {
     let now = entries(dir);
     let synced = medium.dirs.get(dir).cloned().unwrap_or_default();
     if now != synced && rng.below(2) == 0 {
-        eprintln!(
-            "revert {} {:?} -> {:?}",
-            dir.display(),
-            now.keys().collect::<Vec<_>>(),
-            synced.keys().collect::<Vec<_>>()
-        );
         for (name, entry) in &now {
             if synced.get(name) != Some(entry) {
                 let path = dir.join(name);
