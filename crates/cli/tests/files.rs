@@ -169,6 +169,22 @@ fn a_program_killed_twenty_times_leaves_the_files_of_an_uninterrupted_run() {
         &ledger,
         ROUNDS,
     ]);
+    // The first kill must come after the first checkpoint: a process killed
+    // while it starts has nothing to resume (on a loaded machine that takes
+    // longer than the first delay).
+    let manifests = base.join("store/procs/ledger/manifests");
+    let began = Instant::now();
+    while fs::read_dir(&manifests).map_or(0, |dir| {
+        dir.filter(|e| e.as_ref().unwrap().file_name().len() == 16)
+            .count()
+    }) == 0
+    {
+        assert!(
+            began.elapsed() < Duration::from_mins(1),
+            "no first checkpoint"
+        );
+        sleep(Duration::from_millis(5));
+    }
     let mut seed: u64 = 0x5eed_f11e;
     let mut kills = 0;
     for _ in 0..20 {
