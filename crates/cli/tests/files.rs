@@ -5,6 +5,10 @@
 
 #![allow(clippy::unwrap_used)]
 
+#[path = "../../wasi/tests/support/tree.rs"]
+mod support;
+use support::tree;
+
 use std::{
     fmt::Write as _,
     fs,
@@ -52,26 +56,6 @@ fn spawn(args: &[&str]) -> Child {
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// Every file below `root` with its contents, and every directory, sorted.
-fn tree(root: &Path) -> Vec<(String, Option<Vec<u8>>)> {
-    fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, Option<Vec<u8>>)>) {
-        for entry in fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            let name = path.strip_prefix(root).unwrap().display().to_string();
-            if path.is_dir() {
-                out.push((name, None));
-                walk(root, &path, out);
-            } else {
-                out.push((name, Some(fs::read(&path).unwrap())));
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(root, root, &mut out);
-    out.sort();
-    out
 }
 
 fn lines(path: &Path) -> usize {

@@ -4,6 +4,10 @@
 
 #![allow(clippy::unwrap_used)]
 
+#[path = "../../wasi/tests/support/tree.rs"]
+mod support;
+use support::tree;
+
 use ferrite_pagestore::{MemStore, StorageBackend};
 use ferrite_process::{Launch, Outcome, Process, ProcessError, ProcessOptions};
 use ferrite_wasi::{Preopen, WasiConfig};
@@ -79,26 +83,6 @@ fn a_journal_that_cannot_be_written_stops_the_process_before_the_change() {
         Err(ProcessError::Poisoned(_) | ProcessError::Files(_))
     ));
     fs::remove_dir_all(base).unwrap();
-}
-
-/// Every tree of files below `root`, with contents, sorted.
-fn tree(root: &Path) -> Vec<(String, Option<Vec<u8>>)> {
-    fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, Option<Vec<u8>>)>) {
-        for entry in fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            let name = path.strip_prefix(root).unwrap().display().to_string();
-            if path.is_dir() {
-                out.push((name, None));
-                walk(root, &path, out);
-            } else {
-                out.push((name, Some(fs::read(&path).unwrap())));
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(root, root, &mut out);
-    out.sort();
-    out
 }
 
 /// Runs the ledger in slices, checkpointing after each; after every `crash_every`

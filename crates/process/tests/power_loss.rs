@@ -30,6 +30,10 @@
 
 #![allow(clippy::unwrap_used)]
 
+#[path = "../../wasi/tests/support/tree.rs"]
+mod support;
+use support::{tree, Tree};
+
 use ferrite_pagestore::{MemStore, StorageBackend};
 use ferrite_process::{Launch, Outcome, Process, ProcessError, ProcessOptions};
 use ferrite_wasi::{Preopen, SyncHook, SyncPoint, WasiConfig};
@@ -265,29 +269,6 @@ fn ledger(out: &Path) -> Launch {
         },
         ..Launch::invoke("ledger", module, "_start", Vec::new())
     }
-}
-
-/// Every file and directory below a directory, with contents, sorted.
-type Tree = Vec<(String, Option<Vec<u8>>)>;
-
-/// Every file and directory below `root`, with contents, sorted.
-fn tree(root: &Path) -> Tree {
-    fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, Option<Vec<u8>>)>) {
-        for entry in fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            let name = path.strip_prefix(root).unwrap().display().to_string();
-            if path.is_dir() {
-                out.push((name, None));
-                walk(root, &path, out);
-            } else {
-                out.push((name, Some(fs::read(&path).unwrap())));
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(root, root, &mut out);
-    out.sort();
-    out
 }
 
 /// Runs the process in slices with a checkpoint after each, to its end or to

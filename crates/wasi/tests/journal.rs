@@ -4,6 +4,10 @@
 
 #![allow(clippy::unwrap_used)]
 
+#[path = "support/tree.rs"]
+mod support;
+use support::tree;
+
 use cap_std::fs::{Dir, File, FileExt, OpenOptions};
 use ferrite_wasi::{
     journal::{FileJournal, Place},
@@ -11,7 +15,7 @@ use ferrite_wasi::{
 };
 use std::{
     fs,
-    path::{Path, PathBuf},
+    path::PathBuf,
     sync::atomic::{AtomicU32, Ordering},
 };
 
@@ -44,26 +48,6 @@ fn open_rw(dir: &Dir, path: &str) -> File {
     let mut options = OpenOptions::new();
     options.read(true).write(true);
     dir.open_with(path, &options).unwrap()
-}
-
-/// Every file below `root` with its contents, and every directory, sorted.
-fn tree(root: &Path) -> Vec<(String, Option<Vec<u8>>)> {
-    fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, Option<Vec<u8>>)>) {
-        for entry in fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            let name = path.strip_prefix(root).unwrap().display().to_string();
-            if path.is_dir() {
-                out.push((name, None));
-                walk(root, &path, out);
-            } else {
-                out.push((name, Some(fs::read(&path).unwrap())));
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(root, root, &mut out);
-    out.sort();
-    out
 }
 
 #[test]
