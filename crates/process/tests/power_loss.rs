@@ -36,6 +36,7 @@ use support::{tree, Tree};
 
 use ferrite_pagestore::{MemStore, StorageBackend};
 use ferrite_process::{Launch, Outcome, Process, ProcessError, ProcessOptions};
+use ferrite_sim::Rng;
 use ferrite_wasi::{Preopen, SyncHook, SyncPoint, WasiConfig};
 use std::{
     collections::BTreeMap,
@@ -127,23 +128,6 @@ impl Medium {
             }
         }
         Ok(())
-    }
-}
-
-/// A small deterministic generator (`SplitMix64`).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
     }
 }
 
@@ -343,7 +327,7 @@ impl Case {
             Err(error) => {
                 assert!(crash_at.is_some(), "{error}");
                 let mut medium = self.medium.lock().unwrap();
-                power_loss(&medium, &mut Rng(seed), &self.base);
+                power_loss(&medium, &mut Rng::new(seed), &self.base);
                 medium.crashed = false;
                 medium.crash_at = None;
                 drop(medium);
