@@ -34,10 +34,12 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod lease;
 mod lock;
 mod manifest;
 mod process;
 
+pub use lease::{Clock, LeaseConfig, LeaseError, ManualClock, MonotonicClock, StoreLease};
 pub use lock::{LockError, ProcessLock, LOCK_ATTEMPTS_MAX};
 pub use manifest::{
     Invocation, Manifest, ManifestBody, ManifestError, ProcessStatus, FORMAT_VERSION,
