@@ -2,14 +2,16 @@
 
 use crate::{
     error::OutcomeUnknown,
-    retry::{backoff, classify, Failure},
+    retry::{backoff, classify, response_status, Failure},
     RemoteError, S3Location,
 };
 use ferrite_pagestore::{check_key, StorageBackend, StorageError};
 use futures::{StreamExt, TryStreamExt};
 use object_store::{
-    aws::AmazonS3Builder, path::Path, ClientOptions, GetOptions, GetRange, ObjectStore,
-    ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig,
+    aws::{AmazonS3Builder, AmazonS3ConfigKey},
+    path::Path,
+    ClientConfigKey, GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode, PutOptions,
+    PutPayload, RetryConfig,
 };
 use std::{
     fmt, io,
@@ -128,27 +130,53 @@ impl S3Store {
     /// # Panics
     /// If an option is out of its bounds.
     pub fn open(url: &str, options: &S3Options) -> Result<Self, RemoteError> {
+        Self::open_with(url, AmazonS3Builder::from_env(), options)
+    }
+
+    /// As [`S3Store::open`], with the client settings of `builder` instead of
+    /// the environment's (the bucket is the URL's; timeouts and retries are
+    /// set from `options`).
+    ///
+    /// # Errors
+    /// As [`S3Store::open`].
+    ///
+    /// # Panics
+    /// If an option is out of its bounds.
+    pub fn open_with(
+        url: &str,
+        builder: AmazonS3Builder,
+        options: &S3Options,
+    ) -> Result<Self, RemoteError> {
         let location = S3Location::parse(url)?;
         options.assert_bounds();
-        let client = ClientOptions::new()
-            .with_timeout(Duration::from_millis(options.request_timeout_ms))
-            .with_connect_timeout(Duration::from_millis(options.connect_timeout_ms));
+        // Set key by key: `with_client_options` would replace what the
+        // environment said (AWS_ALLOW_HTTP among others).
+        let timeouts = [
+            (ClientConfigKey::Timeout, options.request_timeout_ms),
+            (ClientConfigKey::ConnectTimeout, options.connect_timeout_ms),
+        ];
+        let builder = timeouts.into_iter().fold(builder, |builder, (key, ms)| {
+            builder.with_config(AmazonS3ConfigKey::Client(key), format!("{ms}ms"))
+        });
         // The client's own retries stay off; see `retry`.
         let retry = RetryConfig {
             max_retries: 0,
             ..RetryConfig::default()
         };
-        let store = AmazonS3Builder::from_env()
+        let store = builder
             .with_bucket_name(&location.bucket)
-            .with_client_options(client)
             .with_retry(retry)
             .build()
             .map_err(|source| RemoteError::Config {
                 location: location.to_string(),
                 source,
             })?;
-        Self::with_store(Arc::new(store), &location.prefix, options)
-            .map(|store| store.described_as(location.to_string()))
+        Self::start(
+            Arc::new(store),
+            &location.prefix,
+            options,
+            location.to_string(),
+        )
     }
 
     /// A store on `store` (any `ObjectStore`: S3, or one in memory for tests)
@@ -173,6 +201,16 @@ impl S3Store {
         prefix: &str,
         options: &S3Options,
     ) -> Result<Self, RemoteError> {
+        let location = format!("{store}/{}", prefix.trim_matches('/'));
+        Self::start(store, prefix, options, location)
+    }
+
+    fn start(
+        store: Arc<dyn ObjectStore>,
+        prefix: &str,
+        options: &S3Options,
+        location: String,
+    ) -> Result<Self, RemoteError> {
         options.assert_bounds();
         let prefix = prefix.trim_matches('/').to_string();
         if !prefix.is_empty() && check_key(&prefix).is_err() {
@@ -188,7 +226,7 @@ impl S3Store {
             .build()
             .expect("a tokio runtime starts");
         let mut opened = Self {
-            location: format!("{store}/{prefix}"),
+            location,
             store,
             prefix,
             options: options.clone(),
@@ -201,11 +239,6 @@ impl S3Store {
             opened.create_only = opened.probe_create_only()?;
         }
         Ok(opened)
-    }
-
-    fn described_as(mut self, location: String) -> Self {
-        self.location = location;
-        self
     }
 
     /// Whether the storage refuses to overwrite on a create-only put, as the
@@ -429,10 +462,17 @@ fn storage_error(key: &str, error: object_store::Error) -> StorageError {
         }
         E::PermissionDenied { .. } | E::Unauthenticated { .. } => io::ErrorKind::PermissionDenied,
         E::NotImplemented { .. } | E::NotSupported { .. } => io::ErrorKind::Unsupported,
-        _ => match classify(&error) {
-            Failure::NotSent => io::ErrorKind::NotConnected,
-            Failure::Lost => io::ErrorKind::TimedOut,
-            Failure::Rejected => io::ErrorKind::Other,
+        // A listing's errors arrive generic, with the status in the message.
+        _ => match (response_status(&error), classify(&error)) {
+            (Some(404), _) => {
+                return StorageError::NotFound {
+                    key: key.to_string(),
+                }
+            }
+            (Some(401 | 403), _) => io::ErrorKind::PermissionDenied,
+            (_, Failure::NotSent) => io::ErrorKind::NotConnected,
+            (_, Failure::Lost) => io::ErrorKind::TimedOut,
+            (_, Failure::Rejected) => io::ErrorKind::Other,
         },
     };
     StorageError::io(key, io::Error::new(kind, error))
