@@ -223,7 +223,9 @@ fn body(name: &str, map: &PageMapRef, count: u64) -> ManifestBody {
 
 /// The page `page` holds after checkpoint `epoch` of the round trip.
 fn page_at(page: u32, epoch: u64) -> Vec<u8> {
-    let last_written = (1..=epoch).rev().find(|e| page as u64 % e == 0);
+    let last_written = (1..=epoch)
+        .rev()
+        .find(|e| u64::from(page).is_multiple_of(*e));
     match last_written {
         Some(e) => vec![(page as u64 * 7 + e) as u8; PAGE],
         None => vec![0; PAGE],
@@ -241,7 +243,7 @@ fn a_checkpoint_round_trips_through_the_gateway() {
     let mut pages = process.page_store(None, PAGE).unwrap();
     for epoch in 1..=CHECKPOINTS {
         // Checkpoint `epoch` rewrites the pages whose number it divides.
-        for page in (0..PAGES).filter(|p| *p as u64 % epoch == 0) {
+        for page in (0..PAGES).filter(|p| u64::from(*p).is_multiple_of(epoch)) {
             pages.write_page(page, &page_at(page, epoch)).unwrap();
         }
         let map = pages.commit_maps().unwrap();
