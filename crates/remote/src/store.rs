@@ -403,6 +403,14 @@ impl S3Store {
         })
     }
 
+    fn check_writable(&self, key: &str) -> Result<(), StorageError> {
+        if self.options.read_only {
+            let refused = io::Error::new(io::ErrorKind::PermissionDenied, "the store is read-only");
+            return Err(StorageError::io(key, refused));
+        }
+        Ok(())
+    }
+
     /// The size of object `key`.
     fn size(&self, key: &str, path: &Path) -> Result<u64, StorageError> {
         self.retrying(key, || self.store.head(path))
@@ -481,15 +489,7 @@ fn storage_error(key: &str, error: object_store::Error) -> StorageError {
 impl StorageBackend for S3Store {
     fn put_new(&self, key: &str, bytes: &[u8]) -> Result<(), StorageError> {
         check_key(key)?;
-        if self.options.read_only {
-            return Err(StorageError::io(
-                key,
-                io::Error::new(
-                    io::ErrorKind::PermissionDenied,
-                    "the store is open read-only",
-                ),
-            ));
-        }
+        self.check_writable(key)?;
         if !self.create_only {
             // Single writer on a storage that overwrites: check first. Not
             // atomic; the user guaranteed that nobody else writes.
@@ -554,6 +554,7 @@ impl StorageBackend for S3Store {
 
     fn delete(&self, key: &str) -> Result<(), StorageError> {
         check_key(key)?;
+        self.check_writable(key)?;
         let path = self.path(key);
         match self.retrying(key, || self.store.delete(&path)) {
             Err(e) if e.is_not_found() => Ok(()),

@@ -287,6 +287,7 @@ fn a_storage_that_overwrites_is_refused_for_writing() {
     };
     let store = S3Store::with_store(overwriting(), "p", &reader).unwrap();
     assert!(store.put_new("k", b"x").is_err());
+    assert!(store.delete("k").is_err());
 
     // A single writer may use it; put_new checks for the object first.
     let writer = S3Options {
