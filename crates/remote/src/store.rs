@@ -479,8 +479,10 @@ fn storage_error(key: &str, error: object_store::Error) -> StorageError {
             }
             (Some(401 | 403), _) => io::ErrorKind::PermissionDenied,
             (_, Failure::NotSent) => io::ErrorKind::NotConnected,
-            (_, Failure::Lost) => io::ErrorKind::TimedOut,
-            (_, Failure::Rejected) => io::ErrorKind::Other,
+            // Sent, and no answer: a timeout or a dropped connection.
+            (None, Failure::Lost) => io::ErrorKind::TimedOut,
+            // A server error (5xx, 429, 408), or a definite refusal.
+            (Some(_), Failure::Lost) | (_, Failure::Rejected) => io::ErrorKind::Other,
         },
     };
     StorageError::io(key, io::Error::new(kind, error))
