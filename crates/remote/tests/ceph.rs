@@ -1,13 +1,13 @@
 //! `S3Store` against a real S3 gateway: the project's throw-away Ceph RADOS
-//! Gateway. These tests need it running, so they are ignored by default:
+//! Gateway. These tests need it running:
 //!
 //! ```text
-//! scripts/s3/test.sh        # installs, starts the gateway, runs them, stops it
+//! scripts/test.sh           # installs, starts the gateway, runs all tests, stops it
 //! ```
 //!
 //! or by hand: `scripts/s3/up.sh > s3.env`, export its variables, then
-//! `cargo test -p ferrite-remote -- --include-ignored`. Without the `AWS_*`
-//! variables they fail, naming `scripts/s3/up.sh`.
+//! `cargo test -p ferrite-remote`. Without the `AWS_*` variables they fail
+//! (never skip), naming `scripts/s3/up.sh`.
 
 #![allow(clippy::unwrap_used)]
 
@@ -30,7 +30,7 @@ const NEEDS: &str = "needs the Ceph gateway: scripts/s3/up.sh";
 fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
         panic!(
-            "{name} is not set: these tests need an S3 gateway. Run scripts/s3/test.sh, or \
+            "{name} is not set: these tests need an S3 gateway. Run scripts/test.sh, or \
              start one with scripts/s3/up.sh and export the AWS_* variables it prints"
         )
     })
@@ -63,7 +63,6 @@ fn open(url: &str) -> S3Store {
 }
 
 #[test]
-#[ignore = "needs the Ceph gateway: scripts/s3/up.sh"]
 fn the_gateway_honours_create_only_puts() {
     let store = open(&fresh_url("probe"));
     assert!(store.honours_create_only(), "{NEEDS}");
@@ -77,7 +76,6 @@ fn the_gateway_honours_create_only_puts() {
 }
 
 #[test]
-#[ignore = "needs the Ceph gateway: scripts/s3/up.sh"]
 fn of_sixteen_racing_creates_exactly_one_wins() {
     const RUNNERS: usize = 16;
     let url = fresh_url("race");
@@ -113,7 +111,6 @@ fn of_sixteen_racing_creates_exactly_one_wins() {
 }
 
 #[test]
-#[ignore = "needs the Ceph gateway: scripts/s3/up.sh"]
 fn ranged_gets_return_the_bytes_that_exist() {
     let store = open(&fresh_url("ranges"));
     store.put_new("k", b"0123456789").unwrap();
@@ -140,7 +137,6 @@ fn ranged_gets_return_the_bytes_that_exist() {
 }
 
 #[test]
-#[ignore = "needs the Ceph gateway: scripts/s3/up.sh"]
 fn listing_is_sorted_by_string_prefix_and_delete_is_idempotent() {
     let url = fresh_url("list");
     let store = open(&url);
@@ -164,7 +160,6 @@ fn listing_is_sorted_by_string_prefix_and_delete_is_idempotent() {
 }
 
 #[test]
-#[ignore = "needs the Ceph gateway: scripts/s3/up.sh"]
 fn open_names_what_is_wrong() {
     let url = fresh_url("open");
     let fast = S3Options {
@@ -233,7 +228,6 @@ fn page_at(page: u32, epoch: u64) -> Vec<u8> {
 }
 
 #[test]
-#[ignore = "needs the Ceph gateway: scripts/s3/up.sh"]
 fn a_checkpoint_round_trips_through_the_gateway() {
     const PAGES: u32 = 64;
     const CHECKPOINTS: u64 = 3;
