@@ -40,6 +40,7 @@ mod local;
 mod mem;
 mod pages;
 pub mod record;
+mod sealed;
 
 pub use backend::{check_key, get_bounded, StorageBackend, StorageError};
 pub use faulty::{Fault, FaultyStore};
@@ -50,3 +51,8 @@ pub use pages::{
     COMPACTION_BYTES_MAX, COMPACTION_BYTES_MIN, READAHEAD_BYTES_MAX, SEGMENT_BYTES_MAX,
 };
 pub use record::{FormatError, Location, SegmentId, EPOCH_MAX, MAP_BYTES};
+pub use sealed::{
+    refuse_sealed, KeyError, SealKey, SealedStore, KEYCHECK_KEY, SEALED_CHUNK_BYTES,
+    SEALED_CHUNK_BYTES_MAX, SEALED_CHUNK_BYTES_MIN, SEALED_HEADER_BYTES, SEALED_MAGIC,
+    SEALED_TAG_BYTES, SEALED_VERSION,
+};
