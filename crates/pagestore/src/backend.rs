@@ -36,7 +36,7 @@ pub enum StorageError {
     #[error("the store is sealed (encrypted at rest): open it with its key")]
     KeyRequired,
     /// A key was given for a store that holds objects written without one.
-    #[error("the store is not sealed: it holds objects but no key check (sealed/keycheck); it cannot be opened with a key")]
+    #[error("the store is not sealed: it holds modules or processes but no key check (sealed/keycheck); it cannot be opened with a key")]
     NotSealed,
 }
 

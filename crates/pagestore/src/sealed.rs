@@ -53,6 +53,8 @@ pub const SEALED_CHUNK_BYTES_MAX: u32 = 1 << 20;
 pub const KEYCHECK_KEY: &str = "sealed/keycheck";
 /// Keys reserved to the wrapper.
 const RESERVED_PREFIX: &str = "sealed/";
+/// Where the format's objects live: a store with any of them is in use.
+const FORMAT_PREFIXES: [&str; 2] = ["modules/", "procs/"];
 /// What the key-check object holds.
 const KEYCHECK_PLAINTEXT: &[u8] = b"ferrite sealed store key check, version 1";
 /// Headers of recently read objects kept, so a ranged read costs one fetch.
@@ -334,13 +336,13 @@ impl<B: StorageBackend> fmt::Debug for SealedStore<B> {
 
 impl<B: StorageBackend> SealedStore<B> {
     /// Opens `inner` as a sealed store with `key`: checks the key against the
-    /// store's key-check object, or, in a store that holds no object yet,
-    /// writes one (the store is sealed from then on).
+    /// store's key-check object, or, in a store that holds no module or
+    /// process object yet, writes one (the store is sealed from then on).
     ///
     /// # Errors
     /// [`StorageError::Damaged`] naming `sealed/keycheck` for a wrong key (or a
     /// damaged key check); [`StorageError::NotSealed`] if the store holds
-    /// objects but no key check (it was written without sealing); storage
+    /// modules or process objects but no key check (it was written without sealing); storage
     /// failures.
     pub fn open(inner: B, key: &SealKey) -> Result<Self, StorageError> {
         let store = Self {
@@ -389,8 +391,12 @@ impl<B: StorageBackend> SealedStore<B> {
             Err(StorageError::NotFound { .. }) => {}
             Err(error) => return Err(error),
         }
-        if !self.inner.list("")?.is_empty() {
-            return Err(StorageError::NotSealed);
+        // Objects of the format, not the local files beside them (run locks
+        // and file journals live under a local store's root too).
+        for prefix in FORMAT_PREFIXES {
+            if !self.inner.list(prefix)?.is_empty() {
+                return Err(StorageError::NotSealed);
+            }
         }
         let sealed = self.seal(KEYCHECK_KEY, KEYCHECK_PLAINTEXT)?;
         match self.inner.put_new(KEYCHECK_KEY, &sealed) {
@@ -782,6 +788,27 @@ mod tests {
         plain.put_new("procs/p/manifests/1", b"plain").expect("put");
         let error = SealedStore::open(plain, &key(7)).expect_err("not sealed");
         assert!(matches!(error, StorageError::NotSealed));
+    }
+
+    #[test]
+    fn a_new_local_store_with_a_run_lock_is_sealed_at_first_use() {
+        let dir = std::env::temp_dir().join(format!("ferrite-sealed-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("locks")).expect("dir");
+        std::fs::write(dir.join("locks/p"), b"").expect("lock file");
+        let local = crate::LocalStore::open(&dir).expect("local");
+        let store = SealedStore::open(local, &key(3)).expect("sealed at first use");
+        store
+            .put_new("procs/p/manifests/1", b"manifest")
+            .expect("put");
+        drop(store);
+        let local = crate::LocalStore::open(&dir).expect("local");
+        let store = SealedStore::open(local, &key(3)).expect("reopens");
+        let got = store.get("procs/p/manifests/1", Some(0..100)).expect("get");
+        assert_eq!(got, b"manifest");
+        let local = crate::LocalStore::open(&dir).expect("local");
+        assert!(SealedStore::open(local, &key(4)).is_err());
+        std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 
     #[test]
