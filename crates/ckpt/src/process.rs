@@ -2,8 +2,8 @@
 
 use crate::manifest::{Manifest, ManifestError, MANIFEST_BYTES_MAX};
 use ferrite_pagestore::{
-    get_bounded, record::map_key, PageMapRef, PageStore, SegmentId, StorageBackend, StorageError,
-    EPOCH_MAX,
+    get_bounded, record::map_key, refuse_sealed, PageMapRef, PageStore, SegmentId, StorageBackend,
+    StorageError, EPOCH_MAX,
 };
 use sha2::{Digest, Sha256};
 use std::{collections::BTreeSet, sync::Arc};
@@ -235,10 +235,16 @@ fn parse_epoch(key: &str) -> Option<u64> {
 impl ProcessStore {
     /// The checkpoints of process `name`.
     ///
+    /// A sealed store (encrypted at rest) must be passed as its
+    /// `ferrite_pagestore::SealedStore`: read without its key, every manifest
+    /// would look damaged and recovery would set them all aside.
+    ///
     /// # Errors
-    /// [`CkptError::InvalidName`].
+    /// [`CkptError::InvalidName`]; [`StorageError::KeyRequired`] for a sealed
+    /// store given without its key.
     pub fn new(backend: Arc<dyn StorageBackend>, name: &str) -> Result<Self, CkptError> {
         check_process_name(name)?;
+        refuse_sealed(&*backend)?;
         Ok(Self {
             backend,
             name: name.to_string(),

@@ -27,6 +27,17 @@ pub enum StorageError {
     /// The key is not a valid object name.
     #[error("invalid object key {0:?}")]
     InvalidKey(String),
+    /// A sealed object failed authentication or its layout checks: the store
+    /// was opened with another key, or the object was damaged, truncated,
+    /// swapped or renamed (see [`crate::SealedStore`]). Its bytes are never used.
+    #[error("wrong key or damaged object {key}: {reason}")]
+    Damaged { key: String, reason: String },
+    /// The store is sealed (encrypted at rest) and was opened without its key.
+    #[error("the store is sealed (encrypted at rest): open it with its key")]
+    KeyRequired,
+    /// A key was given for a store that holds objects written without one.
+    #[error("the store is not sealed: it holds modules or processes but no key check (sealed/keycheck); it cannot be opened with a key")]
+    NotSealed,
 }
 
 impl StorageError {

@@ -9,6 +9,10 @@
 //! - [`PageStore`] keeps page versions as checksummed records in segment objects,
 //!   found through a page map stored in chunk objects. A written-back page never
 //!   overwrites the version a committed checkpoint refers to.
+//! - [`SealedStore`] wraps any backend with encryption at rest: every object is
+//!   sealed (XChaCha20-Poly1305, in chunks that ranged reads open one by one)
+//!   under a key derived from a [`SealKey`], and damage, truncation, swapped
+//!   chunks or objects, and a wrong key are refused, naming the object.
 //!
 //! ```
 //! use ferrite_pagestore::{MemStore, PageMapRef, PageStore, StorageBackend};
@@ -32,6 +36,7 @@
 //! | `commit_maps` | compaction of sparse segments (bounded), a `put_new_deferred` for the open segment and per changed 4096-page chunk, then one `sync` of all the epoch's objects |
 //! | memory | the open segment (1 MiB), at most 32 loaded map chunks of 64 KiB (clean ones dropped, dirty ones written early), a 256 KiB readahead buffer: under 4 MiB whatever the heap size |
 //! | [`LocalStore`] reads | `pread` on one of 16 cached open handles |
+//! | [`SealedStore`] | per object 40 bytes of header and 16 per 4 KiB chunk; a read opens the chunks it covers (two for a page record); see `examples/sealed_cost.rs` |
 
 mod backend;
 mod faulty;
@@ -40,6 +45,7 @@ mod local;
 mod mem;
 mod pages;
 pub mod record;
+mod sealed;
 
 pub use backend::{check_key, get_bounded, StorageBackend, StorageError};
 pub use faulty::{Fault, FaultyStore};
@@ -50,3 +56,8 @@ pub use pages::{
     COMPACTION_BYTES_MAX, COMPACTION_BYTES_MIN, READAHEAD_BYTES_MAX, SEGMENT_BYTES_MAX,
 };
 pub use record::{FormatError, Location, SegmentId, EPOCH_MAX, MAP_BYTES};
+pub use sealed::{
+    refuse_sealed, KeyError, SealKey, SealedStore, KEYCHECK_KEY, SEALED_CHUNK_BYTES,
+    SEALED_CHUNK_BYTES_MAX, SEALED_CHUNK_BYTES_MIN, SEALED_HEADER_BYTES, SEALED_MAGIC,
+    SEALED_TAG_BYTES, SEALED_VERSION,
+};
