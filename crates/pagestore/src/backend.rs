@@ -17,6 +17,20 @@ pub enum StorageError {
     /// The medium is full.
     #[error("storage full while writing {key}")]
     NoSpace { key: String },
+    /// The storage could not be reached, or answered with a server error,
+    /// after the backend's own retries: nothing was changed that a caller
+    /// relies on. Transient: the same operation may succeed later.
+    #[error("storage unavailable for {key}: {reason}")]
+    Unavailable { key: String, reason: String },
+    /// A create-only put was sent but its answer was lost (a timeout, a
+    /// dropped connection, a server error): the object may or may not exist
+    /// now, and may be another writer's. A caller that commits through the
+    /// put reads the object back to learn which (see `docs/s3.md`).
+    #[error("the outcome of writing {key} is unknown (the request was sent, its answer lost): {reason}")]
+    OutcomeUnknown { key: String, reason: String },
+    /// The storage refused the credentials or the operation.
+    #[error("permission denied for {key}: {reason}")]
+    PermissionDenied { key: String, reason: String },
     /// Any other I/O failure.
     #[error("I/O error on {key}: {source}")]
     Io { key: String, source: io::Error },
@@ -59,6 +73,15 @@ impl StorageError {
     /// True if the error says the object does not exist.
     pub fn is_not_found(&self) -> bool {
         matches!(self, StorageError::NotFound { .. })
+    }
+
+    /// True if the same operation may succeed later: the storage was
+    /// unavailable, or a write's outcome is unknown (resolve it first).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            StorageError::Unavailable { .. } | StorageError::OutcomeUnknown { .. }
+        )
     }
 }
 

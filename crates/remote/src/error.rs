@@ -35,7 +35,7 @@ pub enum RemoteError {
 
 /// A create-only put whose request was sent but whose answer was lost (a
 /// timeout, a dropped connection, a server error): the object may or may not
-/// have been created by it. It is reported inside [`StorageError::Io`], never
+/// have been created by it. It is reported as [`StorageError::OutcomeUnknown`], never
 /// as success nor as a plain failure, because a caller that commits through
 /// the put (a manifest) must not assume either.
 #[derive(Debug)]
@@ -59,12 +59,8 @@ impl fmt::Display for OutcomeUnknown {
 
 impl Error for OutcomeUnknown {}
 
-/// True if `error` is a write whose outcome is unknown ([`OutcomeUnknown`]).
+/// True if `error` is a write whose outcome is unknown
+/// ([`StorageError::OutcomeUnknown`]).
 pub fn is_outcome_unknown(error: &StorageError) -> bool {
-    match error {
-        StorageError::Io { source, .. } => source
-            .get_ref()
-            .is_some_and(<dyn Error + Send + Sync>::is::<OutcomeUnknown>),
-        _ => false,
-    }
+    matches!(error, StorageError::OutcomeUnknown { .. })
 }

@@ -89,7 +89,7 @@ impl S3Options {
 /// | `delete` | `DELETE`, which succeeds for a missing object |
 ///
 /// Transient failures are retried (see [`S3Options`]); a `put_new` whose
-/// answer was lost fails with [`OutcomeUnknown`] inside [`StorageError::Io`].
+/// answer was lost fails with [`StorageError::OutcomeUnknown`].
 pub struct S3Store {
     store: Arc<dyn ObjectStore>,
     /// The key prefix, without trailing `/`; empty for the root.
@@ -299,16 +299,13 @@ impl S3Store {
     fn open_error(&self, source: StorageError) -> RemoteError {
         let hint = match &source {
             StorageError::NotFound { .. } => "the bucket does not exist (AWS_BUCKET, the URL)",
-            StorageError::Io { source: io, .. } => match io.kind() {
-                io::ErrorKind::PermissionDenied => {
-                    "the credentials were refused (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)"
-                }
-                io::ErrorKind::NotConnected | io::ErrorKind::TimedOut => {
-                    "the endpoint cannot be reached (AWS_ENDPOINT_URL, AWS_REGION)"
-                }
-                _ => "the storage failed the first requests (AWS_ENDPOINT_URL, AWS_BUCKET)",
-            },
-            _ => "the storage failed the first requests",
+            StorageError::PermissionDenied { .. } => {
+                "the credentials were refused (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)"
+            }
+            StorageError::Unavailable { .. } | StorageError::OutcomeUnknown { .. } => {
+                "the endpoint cannot be reached or fails (AWS_ENDPOINT_URL, AWS_REGION)"
+            }
+            _ => "the storage failed the first requests (AWS_ENDPOINT_URL, AWS_BUCKET)",
         };
         RemoteError::Open {
             location: self.location.clone(),
@@ -396,7 +393,10 @@ impl S3Store {
                         attempts,
                         last: error.to_string(),
                     };
-                    return Err(StorageError::io(key, io::Error::other(unknown)));
+                    return Err(StorageError::OutcomeUnknown {
+                        key: key.to_string(),
+                        reason: unknown.to_string(),
+                    });
                 }
                 return Err(storage_error(key, error));
             }
@@ -405,8 +405,10 @@ impl S3Store {
 
     fn check_writable(&self, key: &str) -> Result<(), StorageError> {
         if self.options.read_only {
-            let refused = io::Error::new(io::ErrorKind::PermissionDenied, "the store is read-only");
-            return Err(StorageError::io(key, refused));
+            return Err(StorageError::PermissionDenied {
+                key: key.to_string(),
+                reason: "the store was opened read-only".to_string(),
+            });
         }
         Ok(())
     }
@@ -457,35 +459,41 @@ fn is_not_implemented(error: &StorageError) -> bool {
 /// The storage error for a failed request of `key`.
 fn storage_error(key: &str, error: object_store::Error) -> StorageError {
     use object_store::Error as E;
-    let kind = match &error {
-        E::NotFound { .. } => {
-            return StorageError::NotFound {
-                key: key.to_string(),
+    let key = key.to_string();
+    match &error {
+        E::NotFound { .. } => return StorageError::NotFound { key },
+        E::AlreadyExists { .. } => return StorageError::AlreadyExists { key },
+        E::PermissionDenied { .. } | E::Unauthenticated { .. } => {
+            return StorageError::PermissionDenied {
+                key,
+                reason: error.to_string(),
             }
         }
-        E::AlreadyExists { .. } => {
-            return StorageError::AlreadyExists {
-                key: key.to_string(),
+        E::NotImplemented { .. } | E::NotSupported { .. } => {
+            return StorageError::Io {
+                key,
+                source: io::Error::new(io::ErrorKind::Unsupported, error),
             }
         }
-        E::PermissionDenied { .. } | E::Unauthenticated { .. } => io::ErrorKind::PermissionDenied,
-        E::NotImplemented { .. } | E::NotSupported { .. } => io::ErrorKind::Unsupported,
-        // A listing's errors arrive generic, with the status in the message.
-        _ => match (response_status(&error), classify(&error)) {
-            (Some(404), _) => {
-                return StorageError::NotFound {
-                    key: key.to_string(),
-                }
-            }
-            (Some(401 | 403), _) => io::ErrorKind::PermissionDenied,
-            (_, Failure::NotSent) => io::ErrorKind::NotConnected,
-            // Sent, and no answer: a timeout or a dropped connection.
-            (None, Failure::Lost) => io::ErrorKind::TimedOut,
-            // A server error (5xx, 429, 408), or a definite refusal.
-            (Some(_), Failure::Lost) | (_, Failure::Rejected) => io::ErrorKind::Other,
+        _ => {}
+    }
+    // A listing's errors arrive generic, with the status in the message.
+    match (response_status(&error), classify(&error)) {
+        (Some(404), _) => StorageError::NotFound { key },
+        (Some(401 | 403), _) => StorageError::PermissionDenied {
+            key,
+            reason: error.to_string(),
         },
-    };
-    StorageError::io(key, io::Error::new(kind, error))
+        // Not sent, or sent with no answer or a server error (5xx, 429, 408).
+        (_, Failure::NotSent | Failure::Lost) => StorageError::Unavailable {
+            key,
+            reason: error.to_string(),
+        },
+        (_, Failure::Rejected) => StorageError::Io {
+            key,
+            source: io::Error::other(error),
+        },
+    }
 }
 
 impl StorageBackend for S3Store {
