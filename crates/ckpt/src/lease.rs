@@ -129,6 +129,15 @@ impl LeaseConfig {
         self.duration.mul_f64(1.0 + self.drift)
     }
 
+    /// The configuration a contender judges a holder's lease by: the longer
+    /// of its own duration and the one the holder recorded in its grant.
+    fn judging(&self, holder_duration_ms: u64) -> Self {
+        Self {
+            duration: self.duration.max(Duration::from_millis(holder_duration_ms)),
+            ..*self
+        }
+    }
+
     fn check(&self) -> Result<(), LeaseError> {
         if self.duration.is_zero() || !(0.0..=0.25).contains(&self.drift) || self.poll.is_zero() {
             return Err(LeaseError::Config(format!("{self:?}")));
@@ -179,6 +188,12 @@ enum Obtained {
     Released,
     /// The previous holder handed it to this holder.
     HandedOver,
+    /// A runner that excludes others by other means (a local run lock)
+    /// recorded its generation; it never renews.
+    Recorded,
+    /// The holder's own lease expired while it could not reach the store, and
+    /// no one took over meanwhile: it took the next generation itself.
+    Regained,
 }
 
 /// The contents of a grant object.
@@ -202,6 +217,8 @@ enum View {
         holder: String,
         /// Renewals seen (0: the grant only); grows while the holder lives.
         renewals: u64,
+        /// The lease duration the holder renews by.
+        duration_ms: u64,
     },
     Released {
         generation: u64,
@@ -209,6 +226,7 @@ enum View {
     HandedTo {
         generation: u64,
         holder: String,
+        duration_ms: u64,
     },
 }
 
@@ -269,12 +287,14 @@ fn view(backend: &dyn StorageBackend, prefix: &str) -> Result<View, LeaseError> 
         return Ok(View::HandedTo {
             generation,
             holder: grant.holder,
+            duration_ms: grant.duration_ms,
         });
     }
     Ok(View::Live {
         generation,
         holder: grant.holder,
         renewals,
+        duration_ms: grant.duration_ms,
     })
 }
 
@@ -351,6 +371,7 @@ impl StoreLease {
                 View::HandedTo {
                     generation,
                     holder: to,
+                    ..
                 } if to == holder => {
                     let lease = Self::held(backend, process, holder, generation, config, clock);
                     return Ok(lease);
@@ -360,12 +381,13 @@ impl StoreLease {
                 View::HandedTo {
                     generation,
                     holder: current,
+                    duration_ms,
                 } => Self::watch(
                     &mut watched,
                     (generation, 0),
                     &current,
                     process,
-                    &config,
+                    &config.judging(duration_ms),
                     &*clock,
                     wait_while_held,
                     sleep,
@@ -374,12 +396,13 @@ impl StoreLease {
                     generation,
                     holder: current,
                     renewals,
+                    duration_ms,
                 } => Self::watch(
                     &mut watched,
                     (generation, renewals),
                     &current,
                     process,
-                    &config,
+                    &config.judging(duration_ms),
                     &*clock,
                     wait_while_held,
                     sleep,
@@ -530,6 +553,76 @@ impl StoreLease {
         Ok(())
     }
 
+    /// Takes the next generation after this runner's lease expired without
+    /// anyone taking over (the store was unreachable for longer than the
+    /// lease): the runner goes on where it paused. The writer generation in
+    /// object names stays what it was; only the lease's generation moves.
+    ///
+    /// # Errors
+    /// [`LeaseError::Fenced`] if another runner took a newer generation, or
+    /// wins the race for the next one; storage failures (try again later).
+    pub fn regain(&mut self) -> Result<(), LeaseError> {
+        let newest = match view(&*self.backend, &self.prefix)? {
+            View::Live { generation, .. } | View::HandedTo { generation, .. } => generation,
+            View::Released { generation } => generation.saturating_add(1),
+            View::None => {
+                return Err(LeaseError::Damaged {
+                    key: grant_key(&self.prefix, self.generation),
+                    reason: "the lease this runner held is gone".into(),
+                })
+            }
+        };
+        let fenced = |newer| LeaseError::Fenced {
+            process: self.process.clone(),
+            generation: self.generation,
+            newer,
+        };
+        if newest != self.generation {
+            return Err(fenced(newest));
+        }
+        let next = self.generation + 1;
+        let grant = Grant {
+            version: GRANT_VERSION,
+            holder: self.holder.clone(),
+            duration_ms: self.config.duration.as_millis() as u64,
+            obtained: Obtained::Regained,
+        };
+        let bytes = postcard::to_allocvec(&grant).expect("grants always encode");
+        let sent_at = self.clock.now();
+        if !create(
+            &*self.backend,
+            &grant_key(&self.prefix, next),
+            &bytes,
+            &self.holder,
+        )? {
+            return Err(fenced(next));
+        }
+        self.generation = next;
+        self.sent_at = sent_at;
+        self.renewals = 0;
+        Ok(())
+    }
+
+    /// The process the lease is of.
+    pub fn process(&self) -> &str {
+        &self.process
+    }
+
+    /// The configuration the lease was taken with.
+    pub fn config(&self) -> LeaseConfig {
+        self.config
+    }
+
+    /// The holder's unique tag.
+    pub fn holder(&self) -> &str {
+        &self.holder
+    }
+
+    /// The clock time until which the lease is valid without a renewal.
+    pub fn valid_until(&self) -> Duration {
+        self.sent_at + self.config.valid_for()
+    }
+
     fn newer_generation(&self) -> Result<Option<u64>, LeaseError> {
         Ok(match view(&*self.backend, &self.prefix)? {
             View::None => None,
@@ -575,5 +668,88 @@ impl StoreLease {
                 newer: next,
             })
         }
+    }
+}
+
+/// Records a new writer generation for `holder`, a runner that excludes
+/// others by other means (the local run lock): creates the next grant, which
+/// is never renewed. Returns the generation, unique to this runner.
+///
+/// # Errors
+/// Storage failures; damaged lease objects.
+pub fn record_generation(
+    backend: &dyn StorageBackend,
+    process: &str,
+    holder: &str,
+) -> Result<u64, LeaseError> {
+    let prefix = format!("procs/{process}/leases/");
+    let grant = Grant {
+        version: GRANT_VERSION,
+        holder: holder.to_string(),
+        duration_ms: 0,
+        obtained: Obtained::Recorded,
+    };
+    let bytes = postcard::to_allocvec(&grant).expect("grants always encode");
+    // A competitor can only be a runner that ignores the run lock; each lost
+    // race means a newer grant exists, so this ends.
+    loop {
+        let generation = match view(backend, &prefix)? {
+            View::None => 1,
+            View::Live { generation, .. }
+            | View::Released { generation }
+            | View::HandedTo { generation, .. } => generation + 1,
+        };
+        if create(backend, &grant_key(&prefix, generation), &bytes, holder)? {
+            return Ok(generation);
+        }
+    }
+}
+
+/// Removes the lease objects of generations before `generation` (after a
+/// runner of `generation` holds the process, they say nothing any more).
+///
+/// # Errors
+/// Storage failures (the objects are then removed by a later call).
+pub fn remove_lease_history(
+    backend: &dyn StorageBackend,
+    process: &str,
+    generation: u64,
+) -> Result<usize, StorageError> {
+    let prefix = format!("procs/{process}/leases/");
+    let mut removed = 0;
+    for key in backend.list(&prefix)? {
+        let name = key.strip_prefix(&prefix).unwrap_or(&key);
+        let older = name
+            .get(..16)
+            .and_then(|g| u64::from_str_radix(g, 16).ok())
+            .is_some_and(|g| g < generation);
+        if older {
+            backend.delete(&key)?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+/// The runner that holds (or, if it crashed, last held) the lease of
+/// `process`, for display: `None` if no lease was taken, the last one was
+/// released, or it records a runner under a local lock.
+///
+/// # Errors
+/// Storage failures; damaged lease objects.
+pub fn lease_holder(
+    backend: &dyn StorageBackend,
+    process: &str,
+) -> Result<Option<String>, LeaseError> {
+    let prefix = format!("procs/{process}/leases/");
+    match view(backend, &prefix)? {
+        View::Live {
+            generation, holder, ..
+        } => {
+            let grant = read_grant(backend, &grant_key(&prefix, generation))?;
+            Ok((grant.obtained != Obtained::Recorded).then_some(holder))
+        }
+        View::HandedTo { holder, .. } => Ok(Some(holder)),
+        View::None | View::Released { .. } => Ok(None),
     }
 }

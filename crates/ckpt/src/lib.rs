@@ -23,6 +23,7 @@
 //!     invocation: Invocation::default(), engine: vec![], host: vec![],
 //!     created_unix_ms: 0, checkpoint_count: 1, heap_bytes: 65536,
 //!     pages_written: 1, pause_us: 0, resident_pages: vec![],
+//!     generations: vec![], writer: String::new(),
 //! };
 //! body.set_page_map(&map);
 //! process.commit(&Manifest { epoch: pages.epoch(), parent: 0, body })?;
@@ -38,14 +39,19 @@ mod lease;
 mod lock;
 mod manifest;
 mod process;
+mod session;
 
-pub use lease::{Clock, LeaseConfig, LeaseError, ManualClock, MonotonicClock, StoreLease};
+pub use lease::{
+    lease_holder, record_generation, remove_lease_history, Clock, LeaseConfig, LeaseError,
+    ManualClock, MonotonicClock, StoreLease,
+};
 pub use lock::{LockError, ProcessLock, LOCK_ATTEMPTS_MAX};
 pub use manifest::{
     Invocation, Manifest, ManifestBody, ManifestError, ProcessStatus, FORMAT_VERSION,
-    MANIFEST_BYTES_MAX, MANIFEST_MAGIC,
+    FORMAT_VERSION_MIN, MANIFEST_BYTES_MAX, MANIFEST_MAGIC,
 };
 pub use process::{
     check_process_name, list_processes, CkptError, GcReport, Modules, ProcessStore, Recovery,
     MODULE_BYTES_MAX,
 };
+pub use session::{runner_tag, Claim, Committed, LeaseKeeper, Session};

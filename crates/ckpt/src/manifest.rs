@@ -19,11 +19,16 @@ use std::collections::BTreeMap;
 
 /// Magic of a manifest: ASCII `FMAN`.
 pub const MANIFEST_MAGIC: [u8; 4] = *b"FMAN";
-/// The checkpoint format this build writes and reads. Version 2: page records'
-/// checksums cover their segment (layout version 2 of segments and maps), and
-/// epochs are bounded by `EPOCH_MAX`. A store of version 1 is refused with a
-/// clear message, never read as damaged.
-pub const FORMAT_VERSION: u32 = 2;
+/// The checkpoint format this build writes. Version 3: the names of segment
+/// and map objects carry the writer generation of the runner that wrote them
+/// (so two runners never write the same name), and the manifest records the
+/// generation of every epoch it refers to and the writer's unique tag.
+/// Version 2 (page records' checksums cover their segment, epochs bounded by
+/// `EPOCH_MAX`) is still read: its objects have generation 0. A store of
+/// version 1 is refused with a clear message, never read as damaged.
+pub const FORMAT_VERSION: u32 = 3;
+/// The oldest checkpoint format this build reads.
+pub const FORMAT_VERSION_MIN: u32 = 2;
 const HEADER_BYTES: usize = 28;
 /// The largest manifest the format allows. A reader fetches at most one byte
 /// more, whatever the object's size; a writer refuses to commit a larger one.
@@ -90,6 +95,56 @@ pub struct ManifestBody {
     /// Pages that were resident at the checkpoint, for an optional prefetch on
     /// resume (at most the physical heap's worth).
     pub resident_pages: Vec<u32>,
+    /// The writer generation of each epoch whose objects `map_chunks` and
+    /// `segments` name, where it is not 0 (format version 3).
+    pub generations: Vec<(u64, u64)>,
+    /// The unique tag of the runner that wrote the checkpoint: a commit whose
+    /// answer was lost is settled by reading the manifest back and comparing it.
+    pub writer: String,
+}
+
+/// The body of a version 2 manifest (no generations, no writer).
+#[derive(Deserialize)]
+struct ManifestBodyV2 {
+    process: String,
+    module_sha256: String,
+    page_size: u32,
+    map_chunks: Vec<(u32, u64)>,
+    segments: Vec<(u64, u32, u32)>,
+    status: ProcessStatus,
+    invocation: Invocation,
+    engine: Vec<u8>,
+    host: Vec<u8>,
+    created_unix_ms: u64,
+    checkpoint_count: u64,
+    heap_bytes: u64,
+    pages_written: u64,
+    pause_us: u64,
+    resident_pages: Vec<u32>,
+}
+
+impl From<ManifestBodyV2> for ManifestBody {
+    fn from(v2: ManifestBodyV2) -> Self {
+        Self {
+            process: v2.process,
+            module_sha256: v2.module_sha256,
+            page_size: v2.page_size,
+            map_chunks: v2.map_chunks,
+            segments: v2.segments,
+            status: v2.status,
+            invocation: v2.invocation,
+            engine: v2.engine,
+            host: v2.host,
+            created_unix_ms: v2.created_unix_ms,
+            checkpoint_count: v2.checkpoint_count,
+            heap_bytes: v2.heap_bytes,
+            pages_written: v2.pages_written,
+            pause_us: v2.pause_us,
+            resident_pages: v2.resident_pages,
+            generations: Vec::new(),
+            writer: String::new(),
+        }
+    }
 }
 
 impl ManifestBody {
@@ -102,6 +157,7 @@ impl ManifestBody {
                 .iter()
                 .map(|&(epoch, seq, live)| (SegmentId { epoch, seq }, live))
                 .collect(),
+            generations: self.generations.iter().copied().collect(),
         }
     }
 
@@ -122,6 +178,15 @@ impl ManifestBody {
                 "segment {e:x}-{seq:x}, checkpoint {epoch}"
             )));
         }
+        if let Some(&(e, g)) = self
+            .generations
+            .iter()
+            .find(|&&(e, g)| !in_range(e) || g == 0)
+        {
+            return Err(ManifestError::Inconsistent(format!(
+                "writer generation {g} of epoch {e}, checkpoint {epoch}"
+            )));
+        }
         Ok(())
     }
 
@@ -133,6 +198,7 @@ impl ManifestBody {
             .iter()
             .map(|(id, &live)| (id.epoch, id.seq, live))
             .collect();
+        self.generations = map.generations.iter().map(|(&e, &g)| (e, g)).collect();
     }
 }
 
@@ -155,7 +221,7 @@ pub struct Manifest {
 pub enum ManifestError {
     #[error("not a Ferrite manifest (bad magic)")]
     Magic,
-    #[error("checkpoint format version {found} is not supported by this build (it reads version {FORMAT_VERSION})")]
+    #[error("checkpoint format version {found} is not supported by this build (it reads versions {FORMAT_VERSION_MIN} to {FORMAT_VERSION})")]
     Version { found: u32 },
     #[error("manifest checksum mismatch (corrupt)")]
     Checksum,
@@ -225,7 +291,7 @@ impl Manifest {
             return Err(ManifestError::Checksum);
         }
         let version = word(4);
-        if version != FORMAT_VERSION {
+        if !(FORMAT_VERSION_MIN..=FORMAT_VERSION).contains(&version) {
             return Err(ManifestError::Version { found: version });
         }
         if HEADER_BYTES as u64 + u64::from(word(24)) != body_end as u64 {
@@ -254,8 +320,13 @@ impl Manifest {
                 "parent {parent} of checkpoint {epoch}"
             )));
         }
-        let body: ManifestBody = postcard::from_bytes(&bytes[HEADER_BYTES..body_end])
-            .map_err(|e| ManifestError::Body(e.to_string()))?;
+        let body_bytes = &bytes[HEADER_BYTES..body_end];
+        let body: ManifestBody = if version == 2 {
+            postcard::from_bytes::<ManifestBodyV2>(body_bytes).map(ManifestBody::from)
+        } else {
+            postcard::from_bytes(body_bytes)
+        }
+        .map_err(|e| ManifestError::Body(e.to_string()))?;
         body.check(epoch)?;
         Ok(Self {
             epoch,
@@ -290,6 +361,8 @@ mod tests {
                 pages_written: 1,
                 pause_us: 250,
                 resident_pages: vec![0, 7],
+                generations: vec![(epoch, 5)],
+                writer: "host-1-abc".into(),
             },
         }
     }
@@ -362,5 +435,50 @@ mod tests {
         let error = Manifest::decode(&bytes, 2).unwrap_err();
         assert_eq!(error, ManifestError::Version { found: 1 });
         assert!(error.to_string().contains("version 1 is not supported"));
+    }
+
+    /// A version 2 manifest, as the previous build wrote it: the v3 body
+    /// without its last two fields (postcard writes fields in order).
+    fn v2_bytes(manifest: &Manifest) -> Vec<u8> {
+        let mut v2 = manifest.clone();
+        v2.body.generations.clear();
+        v2.body.writer.clear();
+        let mut bytes = v2.encode();
+        // The two empty fields are one length byte each, at the body's end.
+        let len = bytes.len();
+        bytes.drain(len - 6..len - 4);
+        bytes[4..8].copy_from_slice(&2u32.to_le_bytes());
+        let body_len = u32::from_le_bytes(bytes[24..28].try_into().unwrap()) - 2;
+        bytes[24..28].copy_from_slice(&body_len.to_le_bytes());
+        reseal(&mut bytes);
+        bytes
+    }
+
+    #[test]
+    fn version_2_manifests_are_read_with_generation_0() {
+        let manifest = sample(4);
+        let decoded = Manifest::decode(&v2_bytes(&manifest), 4).unwrap();
+        assert!(decoded.body.generations.is_empty());
+        assert_eq!(decoded.body.writer, "");
+        assert_eq!(decoded.body.engine, manifest.body.engine);
+        assert_eq!(decoded.body.page_map().generation(4), 0);
+        assert_eq!(
+            Manifest::decode(&manifest.encode(), 4)
+                .unwrap()
+                .body
+                .page_map()
+                .generation(4),
+            5
+        );
+    }
+
+    #[test]
+    fn a_generation_0_or_of_a_later_epoch_is_inconsistent() {
+        for generations in [vec![(4, 0)], vec![(5, 1)]] {
+            let mut manifest = sample(4);
+            manifest.body.generations = generations;
+            let error = Manifest::decode(&manifest.encode(), 4).unwrap_err();
+            assert!(matches!(error, ManifestError::Inconsistent(_)), "{error:?}");
+        }
     }
 }

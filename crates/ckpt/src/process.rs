@@ -1,8 +1,9 @@
 //! The checkpoints of one named process in a store, and the store's modules.
 
+use crate::lease::LeaseError;
 use crate::manifest::{Manifest, ManifestError, MANIFEST_BYTES_MAX};
 use ferrite_pagestore::{
-    get_bounded, record::map_key, refuse_sealed, PageMapRef, PageStore, SegmentId, StorageBackend,
+    get_bounded, refuse_sealed, PageMapRef, PageStore, PageStoreError, StorageBackend,
     StorageError, EPOCH_MAX,
 };
 use sha2::{Digest, Sha256};
@@ -13,6 +14,15 @@ use std::{collections::BTreeSet, sync::Arc};
 pub enum CkptError {
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// The page store failed while making a checkpoint's pages durable.
+    #[error(transparent)]
+    Pages(PageStoreError),
+    /// The runner's lease could not be taken or kept.
+    #[error(transparent)]
+    Lease(#[from] LeaseError),
+    /// A run lock of another process was given.
+    #[error("the run lock given is for process {held}, not {process}")]
+    WrongLock { held: String, process: String },
     #[error("checkpoint {epoch} of process {process} is unusable: {reason}")]
     Corrupt {
         process: String,
@@ -54,7 +64,7 @@ pub enum CkptError {
         process: String,
         epoch: u64,
         key: String,
-        source: StorageError,
+        source: Box<StorageError>,
         fallback: Option<u64>,
     },
     /// `--from-checkpoint` named a checkpoint that does not exist.
@@ -404,7 +414,7 @@ impl ProcessStore {
                         process: self.name.clone(),
                         epoch,
                         key,
-                        source,
+                        source: Box::new(source),
                         fallback: self.newest_verified(&epochs[..at]),
                     })
                 }
@@ -566,11 +576,12 @@ impl ProcessStore {
         let (newest, oldest) = (newest.epoch, oldest.epoch);
         let mut live = BTreeSet::new();
         for manifest in &kept {
-            for &(chunk, epoch) in &manifest.body.map_chunks {
-                live.insert(map_key(&self.prefix, epoch, chunk));
+            let map = manifest.body.page_map();
+            for (&chunk, &epoch) in &map.chunks {
+                live.insert(map.map_key(&self.prefix, epoch, chunk));
             }
-            for &(epoch, seq, _) in &manifest.body.segments {
-                live.insert(SegmentId { epoch, seq }.key(&self.prefix));
+            for &id in map.segments.keys() {
+                live.insert(map.segment_key(&self.prefix, id));
             }
         }
         let mut report = GcReport::default();

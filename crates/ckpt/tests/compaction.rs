@@ -36,6 +36,8 @@ fn body(count: u64) -> ManifestBody {
         pages_written: 0,
         pause_us: 0,
         resident_pages: Vec::new(),
+        generations: Vec::new(),
+        writer: String::new(),
     }
 }
 

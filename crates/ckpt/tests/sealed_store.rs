@@ -44,6 +44,8 @@ fn body(map: &ferrite_pagestore::PageMapRef, pages: u32) -> ManifestBody {
         pages_written: u64::from(pages),
         pause_us: 0,
         resident_pages: vec![],
+        generations: Vec::new(),
+        writer: String::new(),
     };
     body.set_page_map(map);
     body

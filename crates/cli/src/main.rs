@@ -12,6 +12,7 @@ mod args;
 mod persist;
 mod procs;
 mod run;
+mod store;
 mod store_path;
 
 use clap::{Parser, Subcommand};

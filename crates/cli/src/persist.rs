@@ -20,15 +20,14 @@
 //! |          | purpose with `ferrite resume NAME --from-checkpoint N`)             |
 
 use crate::{
-    procs::StoreOption,
     run::{exit_code, print_results, print_trap, trap_exit_code},
-    store_path::store_root,
+    store::{self, Location, StoreOption},
 };
 use clap::Args;
-use ferrite_ckpt::{list_processes, LockError, ProcessLock, ProcessStatus, ProcessStore};
+use ferrite_ckpt::{list_processes, ProcessLock, ProcessStatus, ProcessStore};
 use ferrite_pagestore::{LocalStore, StorageBackend};
 use ferrite_process::{
-    CheckpointReport, Launch, Outcome, Process, ProcessError, ProcessOptions, ProcessStats,
+    CheckpointReport, Launch, Notice, Outcome, Process, ProcessError, ProcessOptions, ProcessStats,
     ResumeReport,
 };
 use ferrite_vm::StackLimits;
@@ -259,31 +258,35 @@ fn open_store(root: &Path) -> Result<Arc<dyn StorageBackend>, String> {
     Ok(Arc::new(store))
 }
 
-/// The store of a runner of process `name` and the process's run lock, taken.
-fn open_for_runner(
-    store: Option<&Path>,
-    name: &str,
-) -> Result<(Arc<dyn StorageBackend>, ProcessLock), String> {
-    let root = store_root(store)?;
-    let backend = open_store(&root)?;
-    Ok((backend, lock(&root, name)?))
+/// What a runner of process `name` needs: the store, the claim on the
+/// process, and the process options that depend on the store.
+struct Runner {
+    backend: Arc<dyn StorageBackend>,
+    claim: ferrite_ckpt::Claim,
+    journal_dir: PathBuf,
 }
 
-/// Where the journal that rolls back the files of process `name` lives: beside
-/// the store's objects, on the machine that runs it.
-fn journal_dir(store: Option<&Path>, name: &str) -> Result<PathBuf, String> {
-    Ok(store_root(store)?.join("journals").join(name))
-}
-
-/// Takes the run lock of `name`, with the message users see when it is held.
-fn lock(root: &Path, name: &str) -> Result<ProcessLock, String> {
-    ProcessLock::acquire(root, name).map_err(|error| match error {
-        LockError::Held { pid, .. } => {
-            let pid = pid.map(|pid| format!(" (pid {pid})")).unwrap_or_default();
-            format!("process {name} is already running{pid}; a process runs in one place at a time")
-        }
-        other => other.to_string(),
+fn open_for_runner(option: &StoreOption, name: &str) -> Result<Runner, String> {
+    ferrite_ckpt::check_process_name(name).map_err(|e| e.to_string())?;
+    let opened = store::open_for_runner(option)?;
+    let claim = store::claim(&opened, option, name)?;
+    let journal_dir = store::journal_dir(&opened.location, name)?;
+    Ok(Runner {
+        backend: opened.backend,
+        claim,
+        journal_dir,
     })
+}
+
+/// Prints what a paused process waits for (its lease, the store).
+fn notice(name: &str) -> Notice {
+    let name = name.to_string();
+    Notice(Arc::new(move |waited, why| {
+        eprintln!(
+            "ferrite: {name} paused for {:.0} s: the store cannot be reached ({why}); waiting",
+            waited.as_secs_f64()
+        );
+    }))
 }
 
 fn fail(message: &str) -> ExitCode {
@@ -293,18 +296,15 @@ fn fail(message: &str) -> ExitCode {
 
 /// `ferrite run --name NAME ...`: starts a persistent process and runs it.
 pub fn run_named(name: &str, prepared: Prepared, options: &PersistOptions) -> ExitCode {
-    let (backend, lock) = match open_for_runner(options.store.store.as_deref(), name) {
-        Ok(opened) => opened,
-        Err(message) => return fail(&message),
-    };
-    let journal_dir = match journal_dir(options.store.store.as_deref(), name) {
-        Ok(dir) => dir,
+    let runner = match open_for_runner(&options.store, name) {
+        Ok(runner) => runner,
         Err(message) => return fail(&message),
     };
     let process_options = ProcessOptions {
         stack_limits: prepared.stack_limits,
         physical_heap_bytes: options.physical_heap,
-        journal_dir: Some(journal_dir),
+        journal_dir: Some(runner.journal_dir),
+        notice: Some(notice(name)),
         ..ProcessOptions::default()
     };
     let mut launch = prepared.launch;
@@ -332,7 +332,7 @@ pub fn run_named(name: &str, prepared: Prepared, options: &PersistOptions) -> Ex
             return fail(&message);
         }
     }
-    match Process::start(backend, Some(lock), launch, &process_options) {
+    match Process::start(runner.backend, runner.claim, launch, &process_options) {
         Ok(process) => drive(process, options, Some(&requests), None),
         Err(error) => fail(&error.to_string()),
     }
@@ -372,17 +372,14 @@ pub fn resume(options: &ResumeOptions) -> ExitCode {
         .name
         .as_deref()
         .expect("clap requires NAME without --all");
-    let (backend, lock) = match open_for_runner(options.persist.store.store.as_deref(), name) {
-        Ok(opened) => opened,
-        Err(message) => return fail(&message),
-    };
-    let journal_dir = match journal_dir(options.persist.store.store.as_deref(), name) {
-        Ok(dir) => dir,
+    let runner = match open_for_runner(&options.persist.store, name) {
+        Ok(runner) => runner,
         Err(message) => return fail(&message),
     };
     let process_options = ProcessOptions {
         physical_heap_bytes: options.persist.physical_heap,
-        journal_dir: Some(journal_dir),
+        journal_dir: Some(runner.journal_dir),
+        notice: Some(notice(name)),
         ..ProcessOptions::default()
     };
     let mut requests = match Requests::install() {
@@ -390,7 +387,7 @@ pub fn resume(options: &ResumeOptions) -> ExitCode {
         Err(message) => return fail(&message),
     };
     let from = options.from_checkpoint;
-    match Process::resume_from(backend, Some(lock), name, &process_options, from) {
+    match Process::resume_from(runner.backend, runner.claim, name, &process_options, from) {
         Ok((mut process, mut report)) => {
             // The run's own period unless this resume gives another.
             let every = options.persist.checkpoint_every.or_else(|| {
@@ -489,18 +486,16 @@ fn replay(name: &str, status: &ProcessStatus) -> ExitCode {
 
 /// `ferrite resume --all`: one child per resumable process.
 fn resume_all(options: &ResumeOptions) -> ExitCode {
-    let root = match store_root(options.persist.store.store.as_deref()) {
-        Ok(root) => root,
+    let opened = match store::open_for_reading(&options.persist.store) {
+        Ok(Some(opened)) => opened,
+        Ok(None) => {
+            eprintln!("no processes to resume in the store");
+            return ExitCode::SUCCESS;
+        }
         Err(message) => return fail(&message),
     };
-    if !root.exists() {
-        eprintln!("no processes to resume in {}", root.display());
-        return ExitCode::SUCCESS;
-    }
-    let backend = match open_store(&root) {
-        Ok(backend) => backend,
-        Err(message) => return fail(&message),
-    };
+    let backend = opened.backend.clone();
+    let root = opened.location.display();
     let names = match list_processes(&*backend) {
         Ok(names) => names,
         Err(error) => return fail(&error.to_string()),
@@ -511,9 +506,13 @@ fn resume_all(options: &ResumeOptions) -> ExitCode {
     };
     let mut children = Vec::new();
     for name in names {
-        if ProcessLock::is_held(&root, &name) {
-            eprintln!("{name}: already running");
-            continue;
+        // A local runner holds the lock; a remote one its lease, which the
+        // child's resume finds (and then refuses).
+        if let Location::Local(dir) = &opened.location {
+            if ProcessLock::is_held(dir, &name) {
+                eprintln!("{name}: already running");
+                continue;
+            }
         }
         // Resumable: its newest checkpoint says running, or cannot be read here
         // (the child's recovery falls back to an older one, or reports why not).
@@ -530,6 +529,16 @@ fn resume_all(options: &ResumeOptions) -> ExitCode {
         }
         let mut command = std::process::Command::new(&exe);
         command.arg("resume").arg(&name).arg("--store").arg(&root);
+        let store = &options.persist.store;
+        if let Some(key) = &store.key_file {
+            command.arg("--key-file").arg(key);
+        }
+        if store.single_writer {
+            command.arg("--single-writer");
+        }
+        command
+            .arg("--lease")
+            .arg(format!("{}ms", store.lease.as_millis()));
         if let Some(bytes) = options.persist.physical_heap {
             command.arg("--physical-heap").arg(bytes.to_string());
         }
@@ -625,6 +634,11 @@ fn drive(
     };
     if options.stats {
         print_stats(&process.stats(), began.elapsed(), resumed);
+    }
+    // Another runner may take over at once (a lease otherwise runs out).
+    let name = process.name().to_string();
+    if let Err(error) = process.close() {
+        eprintln!("warning: {name}: {error}; the lease runs out by itself");
     }
     status
 }
@@ -737,7 +751,12 @@ pub fn checkpoint(options: &CheckpointOptions) -> ExitCode {
 
 fn request_checkpoint(options: &CheckpointOptions) -> Result<u64, String> {
     let name = options.name.as_str();
-    let root: PathBuf = store_root(options.store.store.as_deref())?;
+    let Location::Local(root) = Location::of(&options.store)? else {
+        return Err(format!(
+            "`ferrite checkpoint` finds the runner through the local run lock; for a store \
+             in object storage, send SIGUSR1 to the runner of {name} (or use --checkpoint-every)"
+        ));
+    };
     let backend = open_store(&root)?;
     let store = ProcessStore::new(backend, name).map_err(|e| e.to_string())?;
     let newest = || -> Result<u64, String> {

@@ -16,11 +16,12 @@
 //! |        | process is running; one `error:` line per problem                    |
 //! | 2      | the command line is wrong (clap)                                     |
 
-use crate::store_path::{store_root, StoreDir};
+pub use crate::store::StoreOption;
+use crate::store::{self, Location, Opened};
 use clap::Args;
 use ferrite_ckpt::{
-    check_process_name, list_processes, CkptError, LockError, Manifest, ManifestError, ProcessLock,
-    ProcessStatus, ProcessStore,
+    check_process_name, lease_holder, list_processes, CkptError, LockError, Manifest,
+    ManifestError, ProcessLock, ProcessStatus, ProcessStore,
 };
 use ferrite_pagestore::StorageBackend;
 use std::{
@@ -28,19 +29,9 @@ use std::{
     fmt::Write as _,
     fs,
     io::{self, IsTerminal as _, Write as _},
-    path::{Path, PathBuf},
     process::ExitCode,
     sync::Arc,
 };
-
-/// The `--store` option shared by the store subcommands.
-#[derive(Debug, Args)]
-pub struct StoreOption {
-    /// The store directory [default: `$FERRITE_STORE`, else
-    /// `$XDG_DATA_HOME/ferrite`, else `~/.local/share/ferrite`].
-    #[arg(long, value_name = "PATH")]
-    pub store: Option<PathBuf>,
-}
 
 /// List the processes of a store.
 ///
@@ -156,11 +147,9 @@ fn ps_text(options: &PsOptions) -> Result<(String, Vec<String>), String> {
         "LAST CHECKPOINT",
     ];
     let right = [false, false, true, true, true, false];
-    let root = store_root(options.store.store.as_deref())?;
-    let Some(store) = StoreDir::open(&root)? else {
+    let Some(store) = store::open_for_reading(&options.store)? else {
         return Ok((table(&header, &right, &[]), Vec::new()));
     };
-    let store = Arc::new(store);
     let mut rows = Vec::new();
     let mut problems = Vec::new();
     for name in process_names(&store)? {
@@ -190,22 +179,51 @@ fn ps_row(name: &str, summary: &Summary) -> Vec<String> {
 
 /// The processes of the store: those with objects, and those whose lock is
 /// held (a runner that has not written anything yet), sorted.
-fn process_names(store: &StoreDir) -> Result<Vec<String>, String> {
-    let mut names: BTreeSet<String> = list_processes(store)
+fn process_names(store: &Opened) -> Result<Vec<String>, String> {
+    let mut names: BTreeSet<String> = list_processes(&*store.backend)
         .map_err(|e| e.to_string())?
         .into_iter()
         .collect();
-    if let Ok(entries) = fs::read_dir(store.root().join("locks")) {
+    let Some(root) = store.location.local() else {
+        return Ok(names.into_iter().collect());
+    };
+    if let Ok(entries) = fs::read_dir(root.join("locks")) {
         for entry in entries.flatten() {
             let Ok(name) = entry.file_name().into_string() else {
                 continue;
             };
-            if check_process_name(&name).is_ok() && ProcessLock::is_held(store.root(), &name) {
+            if check_process_name(&name).is_ok() && ProcessLock::is_held(root, &name) {
                 names.insert(name);
             }
         }
     }
     Ok(names.into_iter().collect())
+}
+
+/// Whether a runner holds process `name`: its local run lock is held, or
+/// (object storage) its lease was not released. A lease is released when its
+/// runner ends; a runner that crashed leaves it until the next one takes over.
+fn running(store: &Opened, name: &str) -> Result<Running, String> {
+    match &store.location {
+        Location::Local(root) => Ok(if ProcessLock::is_held(root, name) {
+            Running::Locked
+        } else {
+            Running::No
+        }),
+        Location::S3(_) => match lease_holder(&*store.backend, name) {
+            Ok(Some(holder)) => Ok(Running::Leased(holder)),
+            Ok(None) => Ok(Running::No),
+            Err(error) => Err(error.to_string()),
+        },
+    }
+}
+
+/// What `running` found.
+enum Running {
+    No,
+    Locked,
+    /// The lease holder's tag.
+    Leased(String),
 }
 
 /// What `ps` shows of a process.
@@ -215,19 +233,19 @@ struct Summary {
     objects: ObjectTotals,
 }
 
-fn summarize(store: &Arc<StoreDir>, name: &str) -> Result<Summary, String> {
+fn summarize(store: &Opened, name: &str) -> Result<Summary, String> {
     let process = process_store(store, name)?;
     let newest = newest_checkpoint(&process).map_err(|e| e.to_string())?;
-    let running = ProcessLock::is_held(store.root(), name);
+    let running = running(store, name)?;
     Ok(Summary {
-        state: state_text(running, &newest),
-        objects: ObjectTotals::of(store, process.prefix())?,
+        state: state_text(&running, &newest),
+        objects: ObjectTotals::of(&*store.backend, process.prefix())?,
         newest,
     })
 }
 
-fn process_store(store: &Arc<StoreDir>, name: &str) -> Result<ProcessStore, String> {
-    let backend: Arc<dyn StorageBackend> = store.clone();
+fn process_store(store: &Opened, name: &str) -> Result<ProcessStore, String> {
+    let backend: Arc<dyn StorageBackend> = store.backend.clone();
     ProcessStore::new(backend, name).map_err(|e| e.to_string())
 }
 
@@ -283,9 +301,14 @@ fn newest_checkpoint(process: &ProcessStore) -> Result<Newest, CkptError> {
     })
 }
 
-fn state_text(running: bool, newest: &Newest) -> String {
-    if running {
-        return "running".into();
+fn state_text(running: &Running, newest: &Newest) -> String {
+    let ended = newest
+        .manifest()
+        .is_some_and(|m| m.body.status != ProcessStatus::Running);
+    match running {
+        Running::Locked => return "running".into(),
+        Running::Leased(_) if !ended => return "running (leased)".into(),
+        _ => {}
     }
     match newest {
         Newest::Checkpoint(manifest) => match &manifest.body.status {
@@ -312,7 +335,14 @@ fn status_text(status: &ProcessStatus) -> String {
 
 /// The kinds of object of a process (`docs/format.md`), and `other` for
 /// anything else below its prefix.
-const OBJECT_KINDS: [&str; 5] = ["manifests", "segments", "maps", "quarantine", "other"];
+const OBJECT_KINDS: [&str; 6] = [
+    "manifests",
+    "segments",
+    "maps",
+    "quarantine",
+    "leases",
+    "other",
+];
 
 /// Number and bytes of the objects of a process, by kind (`OBJECT_KINDS`).
 #[derive(Debug, Default)]
@@ -321,7 +351,7 @@ struct ObjectTotals {
 }
 
 impl ObjectTotals {
-    fn of(store: &StoreDir, prefix: &str) -> Result<Self, String> {
+    fn of(store: &dyn StorageBackend, prefix: &str) -> Result<Self, String> {
         let mut totals = Self::default();
         for key in store.list(prefix).map_err(|e| e.to_string())? {
             // Gone since listed: collected by a running process.
@@ -363,47 +393,51 @@ impl ObjectTotals {
     }
 }
 
-/// Opens the store at `root` and checks that it has process `name`.
+/// Opens the store and checks that it has process `name`.
 ///
 /// # Errors
 /// An invalid name, an unreadable store, or no such process.
-fn open_process(root: &Path, name: &str) -> Result<(Arc<StoreDir>, ProcessStore), String> {
+fn open_process(option: &StoreOption, name: &str) -> Result<(Opened, ProcessStore), String> {
     check_process_name(name).map_err(|e| e.to_string())?;
-    let missing = || format!("no process named {name} in store {}", root.display());
-    let store = Arc::new(StoreDir::open(root)?.ok_or_else(missing)?);
+    let location = Location::of(option)?;
+    let missing = || format!("no process named {name} in store {}", location.display());
+    let store = store::open_for_reading(option)?.ok_or_else(missing)?;
     let process = process_store(&store, name)?;
     let has_objects = !store
+        .backend
         .list(process.prefix())
         .map_err(|e| e.to_string())?
         .is_empty();
-    if !has_objects && !ProcessLock::is_held(root, name) {
+    if !has_objects && matches!(running(&store, name)?, Running::No) {
         return Err(missing());
     }
     Ok((store, process))
 }
 
 fn inspect_text(options: &InspectOptions) -> Result<String, String> {
-    let root = store_root(options.store.store.as_deref())?;
     let name = options.name.as_str();
-    let (store, process) = open_process(&root, name)?;
+    let (store, process) = open_process(&options.store, name)?;
     let newest = newest_checkpoint(&process).map_err(|e| e.to_string())?;
-    let running = ProcessLock::is_held(&root, name);
+    let running = running(&store, name)?;
     let mut out = String::new();
     let _ = writeln!(out, "process   {name}");
-    let _ = writeln!(out, "store     {}", root.display());
-    let _ = writeln!(out, "state     {}", state_text(running, &newest));
+    let _ = writeln!(out, "store     {}", store.location.display());
+    let _ = writeln!(out, "state     {}", state_text(&running, &newest));
+    if let Running::Leased(holder) = &running {
+        let _ = writeln!(out, "lease     held by {holder}");
+    }
     if let Some(manifest) = newest.manifest() {
-        describe_newest(&mut out, &store, manifest);
+        describe_newest(&mut out, &*store.backend, manifest);
     }
     out.push('\n');
     out.push_str(&history(&process)?);
-    let objects = ObjectTotals::of(&store, process.prefix())?;
+    let objects = ObjectTotals::of(&*store.backend, process.prefix())?;
     let _ = writeln!(out, "\nobjects   {}", objects.text());
     Ok(out)
 }
 
 /// The module, invocation and trap message of the newest checkpoint.
-fn describe_newest(out: &mut String, store: &StoreDir, manifest: &Manifest) {
+fn describe_newest(out: &mut String, store: &dyn StorageBackend, manifest: &Manifest) {
     let body = &manifest.body;
     let hash = &body.module_sha256;
     let module = if hash.is_empty() {
@@ -509,52 +543,82 @@ fn pause_text(pause_us: u64) -> String {
 const PROGRESS_OBJECTS_MIN: usize = 1000;
 
 fn remove(options: &RmOptions) -> Result<String, String> {
-    let root = store_root(options.store.store.as_deref())?;
     let name = options.name.as_str();
-    let (store, process) = open_process(&root, name)?;
-    // Holding the lock keeps a runner from starting while the objects go.
-    let lock = match ProcessLock::acquire(&root, name) {
-        Ok(lock) => lock,
-        Err(LockError::Held { pid, .. }) => {
-            let pid = pid.map(|pid| format!(" (pid {pid})")).unwrap_or_default();
-            return Err(format!(
-                "process {name} is running{pid}; stop it before removing it"
-            ));
-        }
-        Err(e) => return Err(e.to_string()),
+    let (store, process) = open_process(&options.store, name)?;
+    // Holding the lock (or the lease) keeps a runner from starting while the
+    // objects go.
+    let claim = match &store.location {
+        Location::Local(root) => match ProcessLock::acquire(root, name) {
+            Ok(lock) => ferrite_ckpt::Claim::Local(lock),
+            Err(LockError::Held { pid, .. }) => {
+                let pid = pid.map(|pid| format!(" (pid {pid})")).unwrap_or_default();
+                return Err(format!(
+                    "process {name} is running{pid}; stop it before removing it"
+                ));
+            }
+            Err(e) => return Err(e.to_string()),
+        },
+        Location::S3(_) => store::claim(&store, &options.store, name)
+            .map_err(|message| format!("{message}; stop it before removing it"))?,
     };
+    let leases = format!("{}leases/", process.prefix());
     // A bar on a terminal when there is much to delete.
     let mut bar: Option<indicatif::ProgressBar> = None;
-    process
-        .remove_with_progress(&mut |done, total| {
-            if total < PROGRESS_OBJECTS_MIN || !io::stderr().is_terminal() {
-                return;
-            }
+    let keys: Vec<String> = store
+        .backend
+        .list(process.prefix())
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .filter(|key| !key.starts_with(&leases))
+        .collect();
+    for (done, key) in keys.iter().enumerate() {
+        store.backend.delete(key).map_err(|e| e.to_string())?;
+        if keys.len() >= PROGRESS_OBJECTS_MIN && io::stderr().is_terminal() {
             let bar = bar.get_or_insert_with(|| {
-                let bar = indicatif::ProgressBar::new(total as u64);
+                let bar = indicatif::ProgressBar::new(keys.len() as u64);
                 bar.set_message(format!("removing {name}"));
                 bar
             });
-            bar.set_position(done as u64);
-        })
-        .map_err(|e| e.to_string())?;
+            bar.set_position(done as u64 + 1);
+        }
+    }
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    store.prune(process.prefix());
     // The journal that rolls back the process's files (see `persist`).
-    let journal = root.join("journals").join(name);
+    let journal = store::journal_dir(&store.location, name)?;
     match fs::remove_dir_all(&journal) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(format!("cannot remove {}: {e}", journal.display())),
     }
-    // The lock file goes while the lock is held: a runner that opened the old
-    // file finds it locked (and stops), or locks it after this and sees that the
-    // path no longer names it (and starts over on a new file).
-    let path = lock.path().to_path_buf();
-    lock.remove()
-        .map_err(|e| format!("cannot remove {}: {e}", path.display()))?;
+    match claim {
+        ferrite_ckpt::Claim::Local(lock) => {
+            // The lease history last (a local runner records its generation).
+            for key in store.backend.list(&leases).map_err(|e| e.to_string())? {
+                store.backend.delete(&key).map_err(|e| e.to_string())?;
+            }
+            if let Location::Local(root) = &store.location {
+                if let Ok(Some(dir)) = crate::store_path::StoreDir::open(root) {
+                    dir.prune(process.prefix());
+                }
+            }
+            // The lock file goes while the lock is held: a runner that opened
+            // the old file finds it locked (and stops), or locks it after this
+            // and sees that the path no longer names it (and starts over on a
+            // new file).
+            let path = lock.path().to_path_buf();
+            lock.remove()
+                .map_err(|e| format!("cannot remove {}: {e}", path.display()))?;
+        }
+        claim => {
+            // Stop renewing, then remove the lease itself: the process is gone.
+            drop(claim);
+            for key in store.backend.list(&leases).map_err(|e| e.to_string())? {
+                store.backend.delete(&key).map_err(|e| e.to_string())?;
+            }
+        }
+    }
     Ok(format!("removed {name}\n"))
 }
 

@@ -93,11 +93,6 @@ impl StoreDir {
         }
     }
 
-    /// The root directory.
-    pub(crate) fn root(&self) -> &Path {
-        &self.root
-    }
-
     fn path(&self, key: &str) -> Result<PathBuf, StorageError> {
         check_key(key)?;
         Ok(self.root.join(key))
@@ -179,6 +174,10 @@ impl StorageBackend for StoreDir {
 
     fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
         ferrite_pagestore::list_keys(&self.root, prefix)
+    }
+
+    fn size(&self, key: &str) -> Result<Option<u64>, StorageError> {
+        StoreDir::size(self, key)
     }
 
     fn delete(&self, key: &str) -> Result<(), StorageError> {

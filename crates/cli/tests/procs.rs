@@ -68,6 +68,8 @@ fn make_process(root: &Path, name: &str, statuses: &[ProcessStatus]) -> String {
             pages_written: 0,
             pause_us: 0,
             resident_pages: Vec::new(),
+            generations: Vec::new(),
+            writer: String::new(),
         };
         body.set_page_map(&map);
         let manifest = Manifest {
@@ -385,7 +387,7 @@ fn inspect_shows_the_history_and_a_damaged_manifest_without_moving_it() {
         objects.starts_with("objects   manifests 3 (")
             && objects.contains("segments 3 (")
             && objects.contains("maps 3 (")
-            && objects.contains("quarantine 0 (0 B); total 9 ("),
+            && objects.contains("quarantine 0 (0 B), leases 0 (0 B); total 9 ("),
         "{objects}"
     );
 
@@ -490,6 +492,6 @@ fn each_store_subcommand_has_help() {
     ] {
         let text = success(&ferrite_with(&[command, "--help"], &[])).to_string();
         assert!(text.starts_with(expected), "{text}");
-        assert!(text.contains("--store <PATH>"), "{text}");
+        assert!(text.contains("--store <PATH|URL>"), "{text}");
     }
 }

@@ -26,7 +26,9 @@ pub enum StorageError {
     /// dropped connection, a server error): the object may or may not exist
     /// now, and may be another writer's. A caller that commits through the
     /// put reads the object back to learn which (see `docs/s3.md`).
-    #[error("the outcome of writing {key} is unknown (the request was sent, its answer lost): {reason}")]
+    #[error(
+        "the outcome of writing {key} is unknown (the request was sent, its answer lost): {reason}"
+    )]
     OutcomeUnknown { key: String, reason: String },
     /// The storage refused the credentials or the operation.
     #[error("permission denied for {key}: {reason}")]
@@ -54,7 +56,46 @@ pub enum StorageError {
     NotSealed,
 }
 
+/// What kind of failure a [`StorageError`] is, for layers above that keep
+/// only a message (and for the CLI's exit messages): never told by the text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StorageKind {
+    NotFound,
+    AlreadyExists,
+    /// Transient: the store could not be reached; try again later.
+    Unavailable,
+    /// A write that may or may not have happened.
+    OutcomeUnknown,
+    /// Stored bytes failed verification or a committed object is missing.
+    Damaged,
+    NoSpace,
+    PermissionDenied,
+    /// Another runner holds or took over the process.
+    Fenced,
+    /// A sealed store without its key, or a key for an unsealed store.
+    Key,
+    /// Failed earlier and refuses writes; any other I/O failure; a bad key.
+    Io,
+}
+
 impl StorageError {
+    /// The kind of failure.
+    pub fn kind(&self) -> StorageKind {
+        match self {
+            StorageError::AlreadyExists { .. } => StorageKind::AlreadyExists,
+            StorageError::NotFound { .. } => StorageKind::NotFound,
+            StorageError::NoSpace { .. } => StorageKind::NoSpace,
+            StorageError::Unavailable { .. } => StorageKind::Unavailable,
+            StorageError::OutcomeUnknown { .. } => StorageKind::OutcomeUnknown,
+            StorageError::PermissionDenied { .. } => StorageKind::PermissionDenied,
+            StorageError::Damaged { .. } => StorageKind::Damaged,
+            StorageError::KeyRequired | StorageError::NotSealed => StorageKind::Key,
+            StorageError::Io { .. } | StorageError::Poisoned(_) | StorageError::InvalidKey(_) => {
+                StorageKind::Io
+            }
+        }
+    }
+
     /// Wraps an I/O error, mapping ENOSPC to [`StorageError::NoSpace`].
     #[cold]
     pub fn io(key: &str, source: io::Error) -> Self {
@@ -134,6 +175,17 @@ pub trait StorageBackend: fmt::Debug + Send + Sync {
 
     /// Removes object `key`; removing a missing object is not an error.
     fn delete(&self, key: &str) -> Result<(), StorageError>;
+
+    /// The bytes object `key` takes in the store, or `None` if it does not
+    /// exist: for inspection (`ferrite ps`), never for reading. The default
+    /// reads the object; remote backends ask for its size alone.
+    fn size(&self, key: &str) -> Result<Option<u64>, StorageError> {
+        match self.get(key, None) {
+            Ok(bytes) => Ok(Some(bytes.len() as u64)),
+            Err(StorageError::NotFound { .. }) => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
 }
 
 /// Reads the whole object `key` if it has at most `bytes_max` bytes; `None` if
@@ -190,6 +242,9 @@ impl<T: StorageBackend + ?Sized> StorageBackend for std::sync::Arc<T> {
     }
     fn delete(&self, key: &str) -> Result<(), StorageError> {
         (**self).delete(key)
+    }
+    fn size(&self, key: &str) -> Result<Option<u64>, StorageError> {
+        (**self).size(key)
     }
 }
 

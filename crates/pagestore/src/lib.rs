@@ -47,7 +47,7 @@ mod pages;
 pub mod record;
 mod sealed;
 
-pub use backend::{check_key, get_bounded, StorageBackend, StorageError};
+pub use backend::{check_key, get_bounded, StorageBackend, StorageError, StorageKind};
 pub use faulty::{Fault, FaultyStore};
 pub use local::{list_keys, LocalStore, HANDLES_OPEN_MAX, UNSYNCED_HANDLES_MAX};
 pub use mem::MemStore;
@@ -55,7 +55,7 @@ pub use pages::{
     CompactionReport, PageMapRef, PageStore, PageStoreError, PageStoreStats, CHUNKS_LOADED_MAX,
     COMPACTION_BYTES_MAX, COMPACTION_BYTES_MIN, READAHEAD_BYTES_MAX, SEGMENT_BYTES_MAX,
 };
-pub use record::{FormatError, Location, SegmentId, EPOCH_MAX, MAP_BYTES};
+pub use record::{object_epoch_generation, FormatError, Location, SegmentId, EPOCH_MAX, MAP_BYTES};
 pub use sealed::{
     refuse_sealed, KeyError, SealKey, SealedStore, KEYCHECK_KEY, SEALED_CHUNK_BYTES,
     SEALED_CHUNK_BYTES_MAX, SEALED_CHUNK_BYTES_MIN, SEALED_HEADER_BYTES, SEALED_MAGIC,

@@ -131,6 +131,26 @@ pub struct PageMapRef {
     pub chunks: BTreeMap<u32, u64>,
     /// Live page versions per segment, for garbage collection and compaction.
     pub segments: BTreeMap<SegmentId, u32>,
+    /// The writer generation of each epoch whose objects the map refers to,
+    /// where it is not 0: object names carry it (see [`SegmentId::key`]).
+    pub generations: BTreeMap<u64, u64>,
+}
+
+impl PageMapRef {
+    /// The writer generation of the objects of `epoch` (0 if none recorded).
+    pub fn generation(&self, epoch: u64) -> u64 {
+        self.generations.get(&epoch).copied().unwrap_or(0)
+    }
+
+    /// The object name of segment `id`.
+    pub fn segment_key(&self, prefix: &str, id: SegmentId) -> String {
+        id.key(prefix, self.generation(id.epoch))
+    }
+
+    /// The object name of page-map chunk `chunk` of `epoch`.
+    pub fn map_key(&self, prefix: &str, epoch: u64, chunk: u32) -> String {
+        map_key(prefix, epoch, self.generation(epoch), chunk)
+    }
 }
 
 /// Counters, for `--stats`.
@@ -175,6 +195,8 @@ pub struct PageStore {
     page_size: usize,
     /// The epoch being built (the last committed epoch plus one).
     epoch: u64,
+    /// The writer generation in the names of the objects this store writes.
+    generation: u64,
     committed: PageMapRef,
     chunks: BTreeMap<u32, Chunk>,
     chunks_loaded_max: usize,
@@ -238,6 +260,7 @@ impl PageStore {
             prefix: prefix.into(),
             page_size,
             epoch,
+            generation: 0,
             committed: map,
             chunks: BTreeMap::new(),
             chunks_loaded_max: CHUNKS_LOADED_MAX,
@@ -257,6 +280,36 @@ impl PageStore {
             compaction_bytes_max: COMPACTION_BYTES_MAX,
             stats: PageStoreStats::default(),
         }
+    }
+
+    /// Names the objects this store writes with writer generation
+    /// `generation` (unique to this runner: two runners of a process never
+    /// write the same object name). Without it names carry no generation, as
+    /// in format version 2.
+    ///
+    /// # Panics
+    /// If anything was written already.
+    pub fn set_generation(&mut self, generation: u64) {
+        assert!(
+            self.open.records == 0
+                && self.maps_written.is_empty()
+                && self.segments_unsynced.is_empty(),
+            "the generation is set before the first write"
+        );
+        self.generation = generation;
+    }
+
+    /// The writer generation of the objects of `epoch`.
+    fn generation_of(&self, epoch: u64) -> u64 {
+        if epoch == self.epoch {
+            self.generation
+        } else {
+            self.committed.generation(epoch)
+        }
+    }
+
+    fn segment_key(&self, id: SegmentId) -> String {
+        id.key(&self.prefix, self.generation_of(id.epoch))
     }
 
     /// Limits the segment bytes each [`PageStore::commit_maps`] reads to compact
@@ -353,7 +406,7 @@ impl PageStore {
         let Some(epoch) = epoch else {
             return Ok(vec![Location::NONE; CHUNK_PAGES as usize].into_boxed_slice());
         };
-        let key = map_key(&self.prefix, epoch, index);
+        let key = map_key(&self.prefix, epoch, self.generation_of(epoch), index);
         let bytes = get_bounded(&*self.backend, &key, MAP_BYTES as u64)
             .map_err(|error| PageStoreError::reading(&key, error))?;
         let corrupt = |reason| PageStoreError::Corrupt {
@@ -423,7 +476,7 @@ impl PageStore {
         if !chunk.dirty {
             return Ok(());
         }
-        let key = map_key(&self.prefix, self.epoch, index);
+        let key = map_key(&self.prefix, self.epoch, self.generation, index);
         let bytes = encode_map(self.epoch, index, &chunk.entries);
         if self.maps_written.contains(&index) {
             self.backend.delete(&key)?;
@@ -485,7 +538,7 @@ impl PageStore {
         let record_len = self.record_len();
         let start = location.offset as usize;
         let corrupt = |reason| PageStoreError::Corrupt {
-            key: location.segment().key(&self.prefix),
+            key: self.segment_key(location.segment()),
             reason,
         };
         if location.segment() == self.open.id {
@@ -502,7 +555,7 @@ impl PageStore {
                 1
             };
             let end = start + records * record_len;
-            let key = location.segment().key(&self.prefix);
+            let key = self.segment_key(location.segment());
             // A committed segment that is missing or shorter than the page map
             // says is damage; the range read returns what the object has.
             let fetched = self
@@ -570,7 +623,7 @@ impl PageStore {
             let Some(slot) = self.open.bytes.get_mut(start..start + record_len) else {
                 // Ruled out by the entry checks when the chunk was loaded.
                 return Err(PageStoreError::Corrupt {
-                    key: current.segment().key(&self.prefix),
+                    key: self.segment_key(current.segment()),
                     reason: FormatError::Truncated,
                 });
             };
@@ -631,7 +684,7 @@ impl PageStore {
         if segment.epoch == self.epoch && segment != self.open.id {
             // Best effort: a segment left behind is unreferenced, and garbage
             // collection removes it once its epoch is committed.
-            if self.backend.delete(&segment.key(&self.prefix)).is_ok() {
+            if self.backend.delete(&self.segment_key(segment)).is_ok() {
                 self.segments_unsynced.remove(&segment.seq);
                 self.stats.segments_dropped += 1;
             }
@@ -646,7 +699,7 @@ impl PageStore {
         }
         if let Some(counts) = self.segments.get_mut(&self.open.id) {
             counts.records = self.open.records;
-            let key = self.open.id.key(&self.prefix);
+            let key = self.segment_key(self.open.id);
             self.backend.put_new_deferred(&key, &self.open.bytes)?;
             self.segments_unsynced.insert(self.open.id.seq);
             self.stats.bytes_written += self.open.bytes.len() as u64;
@@ -708,7 +761,7 @@ impl PageStore {
         id: SegmentId,
         report: &mut CompactionReport,
     ) -> Result<(), PageStoreError> {
-        let key = id.key(&self.prefix);
+        let key = self.segment_key(id);
         // A segment missing or longer than any segment is damaged: its live
         // records stay where they are and are reported when read.
         let bytes = match get_bounded(&*self.backend, &key, SEGMENT_BYTES_MAX as u64) {
@@ -797,12 +850,12 @@ impl PageStore {
                     epoch: self.epoch,
                     seq,
                 }
-                .key(&self.prefix)
+                .key(&self.prefix, self.generation)
             })
             .chain(
                 self.maps_unsynced
                     .iter()
-                    .map(|&index| map_key(&self.prefix, self.epoch, index)),
+                    .map(|&index| map_key(&self.prefix, self.epoch, self.generation, index)),
             )
             .collect();
         if !unsynced.is_empty() {
@@ -819,6 +872,17 @@ impl PageStore {
             .iter()
             .map(|(&id, counts)| (id, counts.live))
             .collect();
+        if self.generation != 0 {
+            map.generations.insert(self.epoch, self.generation);
+        }
+        // Only the epochs the map still names.
+        let named: BTreeSet<u64> = map
+            .chunks
+            .values()
+            .copied()
+            .chain(map.segments.keys().map(|id| id.epoch))
+            .collect();
+        map.generations.retain(|epoch, _| named.contains(epoch));
         Ok(map)
     }
 
@@ -981,7 +1045,7 @@ mod tests {
                 seq: 0,
                 offset,
             };
-            assert!(mem.replace(&map_key("p/", 1, 0), encode_map(1, 0, &entries)));
+            assert!(mem.replace(&map_key("p/", 1, 0, 0), encode_map(1, 0, &entries)));
             let error = read_error(backend.clone(), map.clone(), 1);
             assert!(error.contains(expected), "{expected}: {error}");
         }
@@ -991,7 +1055,7 @@ mod tests {
     fn a_missing_or_truncated_committed_object_is_damage_not_an_io_error() {
         let mem = Arc::new(MemStore::new());
         let (backend, map) = committed_three_pages(&mem);
-        let segment = SegmentId { epoch: 1, seq: 0 }.key("p/");
+        let segment = SegmentId { epoch: 1, seq: 0 }.key("p/", 0);
         let bytes = backend.get(&segment, None).unwrap();
         assert!(mem.replace(&segment, bytes[..bytes.len() - 100].to_vec()));
         let error = read_error(backend.clone(), map.clone(), 2);
@@ -1006,7 +1070,7 @@ mod tests {
             "{error}"
         );
 
-        let chunk = map_key("p/", 1, 0);
+        let chunk = map_key("p/", 1, 0, 0);
         let bytes = backend.get(&chunk, None).unwrap();
         assert!(mem.replace(&chunk, bytes[..1000].to_vec()));
         let error = read_error(backend.clone(), map.clone(), 0);
@@ -1026,7 +1090,7 @@ mod tests {
     fn an_oversized_map_chunk_is_refused_without_reading_it_whole() {
         let mem = Arc::new(MemStore::new());
         let (backend, map) = committed_three_pages(&mem);
-        let chunk = map_key("p/", 1, 0);
+        let chunk = map_key("p/", 1, 0, 0);
         let mut bytes = backend.get(&chunk, None).unwrap();
         bytes.resize(8 << 20, 0);
         assert!(mem.replace(&chunk, bytes));

@@ -71,15 +71,49 @@ pub struct SegmentId {
 }
 
 impl SegmentId {
-    /// The object name under a process prefix.
-    pub fn key(self, prefix: &str) -> String {
-        format!("{prefix}segments/{:016x}-{:08x}", self.epoch, self.seq)
+    /// The object name under a process prefix, written by the runner of
+    /// writer generation `generation` (0: a store of format version 2, whose
+    /// names carry no generation).
+    pub fn key(self, prefix: &str, generation: u64) -> String {
+        if generation == 0 {
+            format!("{prefix}segments/{:016x}-{:08x}", self.epoch, self.seq)
+        } else {
+            format!(
+                "{prefix}segments/{:016x}-{generation:016x}-{:08x}",
+                self.epoch, self.seq
+            )
+        }
     }
 }
 
-/// The object name of page-map chunk `chunk` written at `epoch`.
-pub fn map_key(prefix: &str, epoch: u64, chunk: u32) -> String {
-    format!("{prefix}maps/{epoch:016x}-{chunk:08x}")
+/// The object name of page-map chunk `chunk` written at `epoch` by the runner
+/// of writer generation `generation` (0: no generation, format version 2).
+pub fn map_key(prefix: &str, epoch: u64, generation: u64, chunk: u32) -> String {
+    if generation == 0 {
+        format!("{prefix}maps/{epoch:016x}-{chunk:08x}")
+    } else {
+        format!("{prefix}maps/{epoch:016x}-{generation:016x}-{chunk:08x}")
+    }
+}
+
+/// The epoch and writer generation in the name of a segment or map object
+/// (the last component of `key`); `None` if the name is not of the format.
+pub fn object_epoch_generation(key: &str) -> Option<(u64, u64)> {
+    let name = key.rsplit('/').next()?;
+    let parts: Vec<&str> = name.split('-').collect();
+    let hex = |part: &str, len: usize| {
+        (part.len() == len)
+            .then(|| u64::from_str_radix(part, 16).ok())
+            .flatten()
+    };
+    match parts.as_slice() {
+        [epoch, last] => Some((hex(epoch, 16)?, hex(last, 8).map(|_| 0)?)),
+        [epoch, generation, last] => {
+            hex(last, 8)?;
+            Some((hex(epoch, 16)?, hex(generation, 16)?))
+        }
+        _ => None,
+    }
 }
 
 /// The checksum of a record: its identity (page, and the segment it was

@@ -633,6 +633,11 @@ impl<B: StorageBackend> StorageBackend for SealedStore<B> {
         self.headers().entries.remove(key);
         self.inner.delete(key)
     }
+
+    fn size(&self, key: &str) -> Result<Option<u64>, StorageError> {
+        // What the object takes in the store: its sealed size.
+        self.inner.size(key)
+    }
 }
 
 #[cfg(test)]

@@ -48,13 +48,36 @@ mod image;
 mod process;
 
 pub use process::{
-    CheckpointReport, Launch, Outcome, Process, ProcessOptions, ProcessStats, ResumeReport,
+    CheckpointReport, Launch, Notice, Outcome, Process, ProcessOptions, ProcessStats, ResumeReport,
     FLAG_PHYSICAL_HEAP,
 };
 
 use ferrite_ckpt::{CkptError, ProcessStatus};
 use ferrite_heap::HeapError;
-use ferrite_pagestore::{PageStoreError, StorageError};
+use ferrite_pagestore::{PageStoreError, StorageError, StorageKind};
+
+/// A storage failure that stopped a process: its kind (typed all the way up,
+/// so that callers never read the message to decide) and its message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageFailure {
+    pub kind: StorageKind,
+    pub message: String,
+}
+
+impl std::fmt::Display for StorageFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl StorageFailure {
+    fn of(error: &StorageError) -> Self {
+        Self {
+            kind: error.kind(),
+            message: error.to_string(),
+        }
+    }
+}
 
 /// Why a process operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -72,7 +95,7 @@ pub enum ProcessError {
     /// The heap's store failed (I/O, a full disk, corrupt data): the process is
     /// stopped; its last committed checkpoint is intact.
     #[error("storage error: {0}")]
-    Storage(String),
+    Storage(StorageFailure),
     /// Stored data failed verification (a bit flip, a torn or misplaced
     /// record): it is never used. Resuming from the same store meets it again
     /// until the damaged object is restored.
@@ -109,7 +132,10 @@ impl From<HeapError> for ProcessError {
     fn from(error: HeapError) -> Self {
         match error {
             HeapError::Storage(error) => ProcessError::from_page_store(&error),
-            other => ProcessError::Storage(other.to_string()),
+            other => ProcessError::Storage(StorageFailure {
+                kind: StorageKind::Io,
+                message: other.to_string(),
+            }),
         }
     }
 }
@@ -123,6 +149,7 @@ impl From<CkptError> for ProcessError {
             CkptError::ModuleCorrupt(_) | CkptError::ModuleMissing(_) => {
                 ProcessError::Corrupt(error.to_string())
             }
+            CkptError::Pages(error) => ProcessError::from_page_store(&error),
             other => ProcessError::Checkpoint(other),
         }
     }
@@ -143,11 +170,14 @@ impl ProcessError {
             // Objects are written create-only under names of the epoch being
             // built: a clash means another runner builds the same epoch.
             PageStoreError::Storage(StorageError::AlreadyExists { .. }) => {
-                ProcessError::Storage(format!(
-                    "{error}: another runner is checkpointing this process; this runner must stop"
-                ))
+                ProcessError::Storage(StorageFailure {
+                    kind: StorageKind::Fenced,
+                    message: format!(
+                        "{error}: another runner is checkpointing this process; this runner must stop"
+                    ),
+                })
             }
-            PageStoreError::Storage(_) => ProcessError::Storage(error.to_string()),
+            PageStoreError::Storage(storage) => ProcessError::Storage(StorageFailure::of(storage)),
             PageStoreError::Corrupt { .. } => ProcessError::Corrupt(error.to_string()),
         }
     }
@@ -156,7 +186,27 @@ impl ProcessError {
 impl From<StorageError> for ProcessError {
     #[cold]
     fn from(error: StorageError) -> Self {
-        ProcessError::Storage(error.to_string())
+        ProcessError::Storage(StorageFailure::of(&error))
+    }
+}
+
+impl ProcessError {
+    /// The kind of storage failure behind the error, if it is one (a
+    /// checkpoint's storage errors, fencing and leases included).
+    pub fn storage_kind(&self) -> Option<StorageKind> {
+        match self {
+            ProcessError::Storage(failure) => Some(failure.kind),
+            ProcessError::Corrupt(_) => Some(StorageKind::Damaged),
+            ProcessError::Checkpoint(error) => match error {
+                CkptError::Storage(error) => Some(error.kind()),
+                CkptError::Fenced { .. } => Some(StorageKind::Fenced),
+                CkptError::Lease(ferrite_ckpt::LeaseError::Storage(error)) => Some(error.kind()),
+                CkptError::Lease(_) => Some(StorageKind::Fenced),
+                CkptError::Unreadable { source, .. } => Some(source.kind()),
+                _ => None,
+            },
+            _ => None,
+        }
     }
 }
 

@@ -5,10 +5,11 @@ use crate::{
     ProcessError,
 };
 use ferrite_ckpt::{
-    Invocation, Manifest, ManifestBody, Modules, ProcessLock, ProcessStatus, ProcessStore,
+    CkptError, Claim, Invocation, LeaseError, Manifest, ManifestBody, Modules, ProcessStatus,
+    Session,
 };
 use ferrite_heap::{HeapStats, PAGE_SIZE};
-use ferrite_pagestore::{PageMapRef, PageStoreStats, StorageBackend};
+use ferrite_pagestore::{PageStoreStats, StorageBackend};
 use ferrite_vm::{
     Config, Error, Execution, Extern, Func, Memory, Module, RunOutcome, StackLimits, Store, Trap,
     Value,
@@ -50,6 +51,25 @@ pub struct ProcessOptions {
     pub journal_dir: Option<PathBuf>,
     /// Told of every sync the file journal makes (for a power-loss simulator).
     pub journal_sync_hook: Option<SyncHook>,
+    /// How long the process waits, paused, for a lease it could not renew
+    /// (the store unreachable) before it stops.
+    pub lease_wait_max: Duration,
+    /// Told, about every few seconds, while the process waits for its lease:
+    /// how long it has waited and why.
+    pub notice: Option<Notice>,
+}
+
+/// A callback for what a process waits for (the CLI prints it on stderr).
+#[derive(Clone)]
+pub struct Notice(pub Arc<NoticeFn>);
+
+/// What a [`Notice`] calls: how long the process has waited, and why.
+pub type NoticeFn = dyn Fn(Duration, &str) + Send + Sync;
+
+impl std::fmt::Debug for Notice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Notice")
+    }
 }
 
 impl Default for ProcessOptions {
@@ -61,6 +81,8 @@ impl Default for ProcessOptions {
             persistent: true,
             journal_dir: None,
             journal_sync_hook: None,
+            lease_wait_max: Duration::from_mins(15),
+            notice: None,
         }
     }
 }
@@ -191,9 +213,8 @@ enum Phase {
 #[derive(Debug)]
 pub struct Process {
     name: String,
-    checkpoints: ProcessStore,
-    /// Held while the process runs here; released on drop.
-    _lock: Option<ProcessLock>,
+    /// The process's claim, generation, epoch and commits.
+    session: Session,
     options: ProcessOptions,
     module_sha256: String,
     invocation: Invocation,
@@ -203,8 +224,6 @@ pub struct Process {
     phase: Phase,
     execution: Execution,
     interrupt: Arc<AtomicBool>,
-    /// The last committed checkpoint (0: none).
-    committed_epoch: u64,
     checkpoint_count: u64,
     stats: ProcessStats,
     /// Set by a failed checkpoint or storage error: the process must stop.
@@ -229,18 +248,17 @@ impl Process {
     /// storage errors; a `lock` of another process.
     pub fn start(
         backend: Arc<dyn StorageBackend>,
-        lock: Option<ProcessLock>,
+        claim: impl Into<Claim>,
         launch: Launch,
         options: &ProcessOptions,
     ) -> Result<Self, ProcessError> {
-        check_lock(lock.as_ref(), &launch.name)?;
-        let checkpoints = ProcessStore::new(backend.clone(), &launch.name)?;
-        if !checkpoints.epochs()?.is_empty() {
+        let session = Session::open(backend.clone(), &launch.name, claim.into())?;
+        if !session.store().epochs()?.is_empty() {
             return Err(ProcessError::Exists(launch.name));
         }
         // Objects without a manifest are the remains of a start that crashed
         // before its first commit: nothing refers to them.
-        checkpoints.remove()?;
+        session.remove_remains()?;
         let module = Module::new(&launch.module)?;
         let module_sha256 = if options.persistent {
             Modules::new(backend).put(&launch.module)?
@@ -292,8 +310,7 @@ impl Process {
         }
         let mut process = Self {
             name: launch.name,
-            checkpoints,
-            _lock: lock,
+            session,
             options: options.clone(),
             module_sha256,
             invocation,
@@ -303,13 +320,12 @@ impl Process {
             phase,
             execution,
             interrupt,
-            committed_epoch: 0,
             checkpoint_count: 0,
             stats: ProcessStats::default(),
             poisoned: None,
             prefetch_pages: Vec::new(),
         };
-        process.attach_heap(None)?;
+        process.attach_heap(None);
         if options.persistent {
             process.checkpoint()?;
         }
@@ -327,11 +343,11 @@ impl Process {
     /// errors.
     pub fn resume(
         backend: Arc<dyn StorageBackend>,
-        lock: Option<ProcessLock>,
+        claim: impl Into<Claim>,
         name: &str,
         options: &ProcessOptions,
     ) -> Result<(Self, ResumeReport), ProcessError> {
-        Self::resume_from(backend, lock, name, options, None)
+        Self::resume_from(backend, claim, name, options, None)
     }
 
     /// [`Process::resume`] from checkpoint `from` if given: a rollback asked
@@ -344,15 +360,14 @@ impl Process {
     /// not exist.
     pub fn resume_from(
         backend: Arc<dyn StorageBackend>,
-        lock: Option<ProcessLock>,
+        claim: impl Into<Claim>,
         name: &str,
         options: &ProcessOptions,
         from: Option<u64>,
     ) -> Result<(Self, ResumeReport), ProcessError> {
         let began = Instant::now();
-        check_lock(lock.as_ref(), name)?;
-        let checkpoints = ProcessStore::new(backend.clone(), name)?;
-        let recovery = checkpoints.recover_from(from)?;
+        let mut session = Session::open(backend.clone(), name, claim.into())?;
+        let recovery = session.recover_from(from)?;
         let Some(manifest) = recovery.manifest else {
             return Err(ProcessError::NoCheckpoint(name.to_string()));
         };
@@ -436,8 +451,7 @@ impl Process {
         }
         let mut process = Self {
             name: name.to_string(),
-            checkpoints,
-            _lock: lock,
+            session,
             options,
             module_sha256: body.module_sha256.clone(),
             invocation: body.invocation.clone(),
@@ -447,14 +461,13 @@ impl Process {
             phase,
             execution,
             interrupt,
-            committed_epoch: manifest.epoch,
             checkpoint_count: body.checkpoint_count,
             stats: ProcessStats::default(),
             poisoned: None,
             prefetch_pages: Vec::new(),
         };
         process.options.stack_limits = stack_limits;
-        process.attach_heap(Some(&manifest))?;
+        process.attach_heap(Some(&manifest));
         let mut report = ResumeReport {
             epoch: manifest.epoch,
             skipped: recovery
@@ -517,19 +530,19 @@ impl Process {
 
     /// Opens the page store after `committed` and attaches it to the heap, with
     /// the physical-heap bound.
-    fn attach_heap(&mut self, committed: Option<&Manifest>) -> Result<(), ProcessError> {
+    fn attach_heap(&mut self, committed: Option<&Manifest>) {
         let Some(memory) = self.memory else {
-            return Ok(());
+            return;
         };
-        let pages = self.checkpoints.page_store(committed, PAGE_SIZE)?;
+        let pages = self.session.page_store(committed, PAGE_SIZE);
         let frames_max = self
             .options
             .physical_heap_bytes
             .map(|bytes| (bytes / PAGE_SIZE as u64).max(1) as usize);
         self.store
             .memory_mut(memory)
-            .attach_store(pages, frames_max)?;
-        Ok(())
+            .attach_store(pages, frames_max)
+            .expect("the session's page store has the heap's page size");
     }
 
     /// Counters of the file journal, if the process has one.
@@ -567,7 +580,21 @@ impl Process {
 
     /// The last committed checkpoint's epoch (0 if none).
     pub fn committed_epoch(&self) -> u64 {
-        self.committed_epoch
+        self.session.committed_epoch()
+    }
+
+    /// The writer generation of this runner (see `ferrite_ckpt::Session`).
+    pub fn generation(&self) -> u64 {
+        self.session.generation()
+    }
+
+    /// Ends the run here: releases a store-held lease, so that another runner
+    /// may resume the process at once (a local lock is released on drop).
+    ///
+    /// # Errors
+    /// The release could not be written: the lease then expires by itself.
+    pub fn close(self) -> Result<(), ProcessError> {
+        Ok(self.session.release()?)
     }
 
     /// Counters since the process was started or resumed here.
@@ -621,7 +648,10 @@ impl Process {
                 Err(Error::Storage(message)) => {
                     // The memory latched the cause: report it by kind.
                     self.check_heap()?;
-                    return Err(ProcessError::Storage(message));
+                    return Err(ProcessError::Storage(crate::StorageFailure {
+                        kind: ferrite_pagestore::StorageKind::Io,
+                        message,
+                    }));
                 }
                 Err(other) => return Err(other.into()),
             };
@@ -639,6 +669,9 @@ impl Process {
                     let Some(func) = ferrite_wasi::host_func(id) else {
                         unreachable!("host function {id:?} was not created by ferrite_wasi::link")
                     };
+                    // A host call leaves traces outside the store: only while
+                    // this runner surely holds the process.
+                    self.wait_for_claim()?;
                     let memory = self.memory.map(|memory| self.store.memory_mut(memory));
                     let answer = self.wasi.call(memory, func, &args);
                     // A host call that touched a page the store could not give
@@ -676,6 +709,30 @@ impl Process {
                 Ok(None)
             }
             Phase::Main => Ok(Some(Outcome::Returned(results))),
+        }
+    }
+
+    /// Returns once the runner holds the process: at once while its lease is
+    /// valid; after a pause while the lease could not be renewed (the store
+    /// unreachable), telling `options.notice`.
+    fn wait_for_claim(&self) -> Result<(), ProcessError> {
+        match self.session.check() {
+            Ok(()) => Ok(()),
+            Err(CkptError::Lease(LeaseError::Expired { .. })) => {
+                let notice = self.options.notice.clone();
+                self.session
+                    .wait_valid(
+                        self.options.lease_wait_max,
+                        Duration::from_secs(3),
+                        &mut |waited, why| {
+                            if let Some(Notice(notice)) = &notice {
+                                notice(waited, why);
+                            }
+                        },
+                    )
+                    .map_err(ProcessError::from)
+            }
+            Err(error) => Err(error.into()),
         }
     }
 
@@ -738,19 +795,13 @@ impl Process {
         status: ProcessStatus,
         began: Instant,
     ) -> Result<CheckpointReport, ProcessError> {
-        let (pages_written, map, heap_bytes, resident_pages) = match self.memory {
+        let (pages_written, heap_bytes, resident_pages) = match self.memory {
             Some(memory) => {
                 let heap = self.store.memory_mut(memory);
                 let written = heap.write_back_dirty()?;
-                let resident = heap.resident_page_list();
-                let heap_bytes = heap.size_bytes();
-                let pages = heap
-                    .store_mut()
-                    .expect("the heap was attached to its store");
-                debug_assert_eq!(pages.epoch(), self.committed_epoch + 1);
-                (written as u64, pages.commit_maps()?, heap_bytes, resident)
+                (written as u64, heap.size_bytes(), heap.resident_page_list())
             }
-            None => (0, PageMapRef::default(), 0, Vec::new()),
+            None => (0, 0, Vec::new()),
         };
         // Everything the process wrote to files and directory entries is
         // durable before the checkpoint that includes it commits.
@@ -760,7 +811,6 @@ impl Process {
         let engine = self.engine_image();
         let host =
             postcard::to_allocvec(&self.wasi.snapshot()).expect("WASI states always serialize");
-        let epoch = self.committed_epoch + 1;
         let mut body = ManifestBody {
             process: self.name.clone(),
             module_sha256: self.module_sha256.clone(),
@@ -779,31 +829,23 @@ impl Process {
             pages_written,
             pause_us: 0,
             resident_pages,
+            generations: Vec::new(),
+            writer: String::new(),
         };
-        body.set_page_map(&map);
-        // The pause recorded is everything up to the manifest write.
+        // The pause recorded is everything up to the commit (an estimate:
+        // the pages' upload is part of it).
         body.pause_us = began.elapsed().as_micros() as u64;
-        let manifest = Manifest {
-            epoch,
-            parent: self.committed_epoch,
-            body,
-        };
-        self.checkpoints.commit(&manifest)?;
-        if let Some(memory) = self.memory {
-            let pages = self
-                .store
-                .memory_mut(memory)
-                .store_mut()
-                .expect("the heap was attached to its store");
-            pages.committed(map);
-        }
-        self.committed_epoch = epoch;
+        let pages = self
+            .memory
+            .and_then(|memory| self.store.memory_mut(memory).store_mut());
+        // One commit down the stack: pages, claim check, manifest, garbage.
+        let committed = self
+            .session
+            .commit(pages, body, self.options.checkpoints_kept)?;
+        let epoch = committed.epoch;
         self.checkpoint_count += 1;
         self.wasi.files_committed(epoch);
         let pause = began.elapsed();
-        // Collection failures are harmless: whatever is left is collected by a
-        // later checkpoint.
-        let _ = self.checkpoints.gc(self.options.checkpoints_kept);
         Ok(CheckpointReport {
             epoch,
             pages_written,
@@ -862,17 +904,4 @@ fn journal(
         journal.set_sync_hook(hook.clone());
     }
     journal
-}
-
-/// Refuses a run lock taken for another process: recovery deletes objects,
-/// and must do so only under the lock of the process it recovers.
-fn check_lock(lock: Option<&ProcessLock>, name: &str) -> Result<(), ProcessError> {
-    match lock {
-        Some(lock) if lock.name() != name => Err(Error::Usage(format!(
-            "the run lock given is for process {}, not {name}",
-            lock.name()
-        ))
-        .into()),
-        _ => Ok(()),
-    }
 }

@@ -1,0 +1,253 @@
+//! Opening the store named by `--store`: a local directory, or S3-compatible
+//! object storage (`s3://BUCKET/PREFIX`), sealed with a key or not, and the
+//! runner's claim on a process (the local run lock, or a lease held in the
+//! store).
+
+use crate::store_path::{store_root, StoreDir};
+use clap::Args;
+use ferrite_ckpt::{
+    runner_tag, Claim, LeaseConfig, LeaseError, LeaseKeeper, LockError, MonotonicClock,
+    ProcessLock, StoreLease,
+};
+use ferrite_pagestore::{LocalStore, SealKey, SealedStore, StorageBackend};
+use ferrite_remote::{S3Options, S3Store};
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+/// The store options shared by the subcommands.
+#[derive(Debug, Args, Clone)]
+pub struct StoreOption {
+    /// The store: a directory, or `s3://BUCKET/PREFIX` for S3-compatible
+    /// object storage (endpoint, region and credentials from the usual
+    /// `AWS_*` variables: `AWS_ENDPOINT_URL` for a store other than AWS)
+    /// [default: `$FERRITE_STORE`, else `$XDG_DATA_HOME/ferrite`, else
+    /// `~/.local/share/ferrite`].
+    #[arg(long, value_name = "PATH|URL")]
+    pub store: Option<PathBuf>,
+
+    /// Encrypt and authenticate everything written to the store with the key
+    /// in FILE (32 bytes, or 64 hex characters); a store written with a key
+    /// is read only with it. The key may also come from `$FERRITE_KEY` (hex).
+    #[arg(long, value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
+
+    /// For object storage that does not refuse to overwrite on a
+    /// create-only write: the user guarantees that one runner at a time uses
+    /// the store (Ferrite cannot fence two runners on such storage).
+    #[arg(long)]
+    pub single_writer: bool,
+
+    /// How long a runner's lease on a process in object storage lasts
+    /// without renewal: after a crash, another runner takes over after
+    /// this long. Renewed every third of it.
+    #[arg(long, value_name = "DURATION", value_parser = crate::persist::parse_duration, default_value = "10s")]
+    pub lease: Duration,
+}
+
+/// Where the store is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Location {
+    Local(PathBuf),
+    S3(String),
+}
+
+impl Location {
+    /// The store `option` names, else `$FERRITE_STORE`, else the default
+    /// directory.
+    pub(crate) fn of(option: &StoreOption) -> Result<Self, String> {
+        let path = store_root(option.store.as_deref())?;
+        match path.to_str() {
+            Some(url) if url.starts_with("s3://") => Ok(Location::S3(url.to_string())),
+            _ => Ok(Location::Local(path)),
+        }
+    }
+
+    /// How messages name the store.
+    pub(crate) fn display(&self) -> String {
+        match self {
+            Location::Local(path) => path.display().to_string(),
+            Location::S3(url) => url.clone(),
+        }
+    }
+
+    /// The local directory, for a local store.
+    pub(crate) fn local(&self) -> Option<&Path> {
+        match self {
+            Location::Local(path) => Some(path),
+            Location::S3(_) => None,
+        }
+    }
+}
+
+/// The key to seal the store with, if the user gave one.
+fn seal_key(option: &StoreOption) -> Result<Option<SealKey>, String> {
+    if let Some(path) = &option.key_file {
+        return SealKey::from_file(path)
+            .map(Some)
+            .map_err(|e| e.to_string());
+    }
+    match std::env::var_os("FERRITE_KEY") {
+        Some(value) if !value.is_empty() => SealKey::from_env("FERRITE_KEY")
+            .map(Some)
+            .map_err(|e| e.to_string()),
+        _ => Ok(None),
+    }
+}
+
+/// Wraps `backend` in the seal of `key`, if any.
+fn sealed(
+    backend: Arc<dyn StorageBackend>,
+    key: Option<&SealKey>,
+    location: &Location,
+) -> Result<Arc<dyn StorageBackend>, String> {
+    match key {
+        None => Ok(backend),
+        Some(key) => SealedStore::open(backend, key)
+            .map(|store| Arc::new(store) as Arc<dyn StorageBackend>)
+            .map_err(|e| format!("cannot open store {}: {e}", location.display())),
+    }
+}
+
+fn open_s3(url: &str, option: &StoreOption, read_only: bool) -> Result<S3Store, String> {
+    let options = S3Options {
+        read_only,
+        single_writer: option.single_writer,
+        ..S3Options::default()
+    };
+    S3Store::open(url, &options).map_err(|e| e.to_string())
+}
+
+/// A store opened by a runner: its backend (sealed if a key was given) and
+/// where it is.
+pub(crate) struct Opened {
+    pub(crate) backend: Arc<dyn StorageBackend>,
+    pub(crate) location: Location,
+}
+
+/// Opens the store for a runner, creating a local one if needed.
+pub(crate) fn open_for_runner(option: &StoreOption) -> Result<Opened, String> {
+    let location = Location::of(option)?;
+    let key = seal_key(option)?;
+    let raw: Arc<dyn StorageBackend> = match &location {
+        Location::Local(root) => Arc::new(
+            LocalStore::open(root)
+                .map_err(|e| format!("cannot open store {}: {e}", root.display()))?,
+        ),
+        Location::S3(url) => Arc::new(open_s3(url, option, false)?),
+    };
+    let backend = sealed(raw, key.as_ref(), &location)?;
+    Ok(Opened { backend, location })
+}
+
+/// Opens the store for inspection: nothing is created or written (`rm`
+/// deletes through it). `None` for a local store directory that does not
+/// exist (a store without processes).
+pub(crate) fn open_for_reading(option: &StoreOption) -> Result<Option<Opened>, String> {
+    let location = Location::of(option)?;
+    let key = seal_key(option)?;
+    let raw: Arc<dyn StorageBackend> = match &location {
+        Location::Local(root) => match StoreDir::open(root)? {
+            Some(dir) => Arc::new(dir),
+            None => return Ok(None),
+        },
+        Location::S3(url) => Arc::new(open_s3(url, option, false)?),
+    };
+    let backend = sealed(raw, key.as_ref(), &location)?;
+    Ok(Some(Opened { backend, location }))
+}
+
+/// Takes the runner's claim on process `name`: the local run lock, or the
+/// store-held lease (waiting, with a note on stderr, while a lease that is no
+/// longer renewed runs out; refused at once if it is renewed).
+pub(crate) fn claim(opened: &Opened, option: &StoreOption, name: &str) -> Result<Claim, String> {
+    match &opened.location {
+        Location::Local(root) => lock(root, name).map(Claim::Local),
+        Location::S3(_) => {
+            let clock = Arc::new(MonotonicClock::default());
+            let config = LeaseConfig {
+                duration: option.lease,
+                ..LeaseConfig::default()
+            };
+            let mut noted = false;
+            let lease = StoreLease::acquire(
+                opened.backend.clone(),
+                name,
+                &runner_tag(),
+                config,
+                clock.clone(),
+                false,
+                &mut |poll| {
+                    if !noted {
+                        noted = true;
+                        eprintln!(
+                            "ferrite: waiting for the lease of {name} to run out (its runner \
+                             stopped renewing it; at most {})",
+                            humantime::format_duration(option.lease)
+                        );
+                    }
+                    std::thread::sleep(poll);
+                },
+            )
+            .map_err(|error| match error {
+                LeaseError::Held { holder, .. } => format!(
+                    "process {name} is already running (lease held by {holder}); \
+                     a process runs in one place at a time"
+                ),
+                other => other.to_string(),
+            })?;
+            Ok(Claim::Lease(LeaseKeeper::start(lease, clock)))
+        }
+    }
+}
+
+/// Takes the run lock of `name`, with the message users see when it is held.
+pub(crate) fn lock(root: &Path, name: &str) -> Result<ProcessLock, String> {
+    ProcessLock::acquire(root, name).map_err(|error| match error {
+        LockError::Held { pid, .. } => {
+            let pid = pid.map(|pid| format!(" (pid {pid})")).unwrap_or_default();
+            format!("process {name} is already running{pid}; a process runs in one place at a time")
+        }
+        other => other.to_string(),
+    })
+}
+
+/// Where the journal that rolls back the files of process `name` lives: on
+/// the machine that has the files. Beside a local store's objects; for object
+/// storage, under the user's data directory, per bucket and prefix.
+pub(crate) fn journal_dir(location: &Location, name: &str) -> Result<PathBuf, String> {
+    match location {
+        Location::Local(root) => Ok(root.join("journals").join(name)),
+        Location::S3(url) => {
+            let data = store_root(None).or_else(|_| {
+                std::env::var_os("HOME")
+                    .map(|home| PathBuf::from(home).join(".local/share/ferrite"))
+                    .ok_or_else(|| "cannot find a data directory for the file journal".to_string())
+            })?;
+            // A data directory that is itself an S3 URL is no place for files.
+            let data = if data.to_str().is_some_and(|d| d.starts_with("s3://")) {
+                std::env::var_os("HOME")
+                    .map(|home| PathBuf::from(home).join(".local/share/ferrite"))
+                    .ok_or_else(|| {
+                        "cannot find a data directory for the file journal".to_string()
+                    })?
+            } else {
+                data
+            };
+            let safe: String = url
+                .trim_start_matches("s3://")
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '-' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            Ok(data.join("journals").join(format!("s3-{safe}")).join(name))
+        }
+    }
+}
