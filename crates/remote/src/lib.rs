@@ -33,4 +33,4 @@ mod store;
 
 pub use error::{is_outcome_unknown, OutcomeUnknown, RemoteError};
 pub use location::S3Location;
-pub use store::{S3Options, S3Store};
+pub use store::{NoticeHook, S3Options, S3Store, StoreNotice, ATTEMPTS_MAX};
