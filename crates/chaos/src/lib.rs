@@ -360,21 +360,20 @@ fn accept_loop(shared: &Arc<Shared>, listener: TcpListener, addr: SocketAddr) {
         let shared = shared.clone();
         let spawned = thread::Builder::new()
             .name("chaos-conn".to_string())
-            .spawn(move || serve(&shared, stream));
-        if spawned.is_err() {
-            // No thread: the connection is dropped, as by an overloaded server.
-            continue;
-        }
+            .spawn(move || serve(&shared, &stream));
+        // No thread (spawn failed): the connection was dropped with its
+        // closure, as by an overloaded server.
+        drop(spawned);
     }
 }
 
 /// Serves one client connection, registered so that going down closes it.
-fn serve(shared: &Arc<Shared>, client: TcpStream) {
+fn serve(shared: &Arc<Shared>, client: &TcpStream) {
     let id = shared.next_connection.fetch_add(1, Ordering::Relaxed);
     if let Ok(clone) = client.try_clone() {
         lock(&shared.connections).insert(id, clone);
     }
-    if let Err(_broken) = forward_all(shared, &client) {
+    if let Err(_broken) = forward_all(shared, client) {
         bump(&shared.counters.broken);
     }
     let _ = client.shutdown(Shutdown::Both);

@@ -158,7 +158,7 @@ pub(crate) fn response_status(error: &object_store::Error) -> Option<u16> {
     find_source::<ResponseStatus>(error).map(|s| s.status)
 }
 
-fn find_source<'a, T: Error + 'static>(error: &'a object_store::Error) -> Option<&'a T> {
+fn find_source<T: Error + 'static>(error: &object_store::Error) -> Option<&T> {
     let mut current: Option<&(dyn Error + 'static)> = Some(error);
     while let Some(e) = current {
         if let Some(found) = e.downcast_ref::<T>() {

@@ -67,9 +67,8 @@ impl fmt::Display for StoreNotice {
                 last_error,
             } => write!(
                 f,
-                "storage unavailable for {:.0?} ({operation} {key}); still retrying. Last \
-                 error: {last_error}",
-                waited
+                "storage unavailable for {waited:.0?} ({operation} {key}); still retrying. \
+                 Last error: {last_error}"
             ),
             StoreNotice::Recovered {
                 operation,
@@ -411,7 +410,7 @@ fn payload_range(payload: &PutPayload, range: Option<Range<u64>>) -> Vec<u8> {
     let (start, end) = (range.start.min(length), range.end.min(length));
     let mut out = Vec::with_capacity((end.saturating_sub(start)) as usize);
     let mut at = 0u64;
-    for chunk in payload.iter() {
+    for chunk in payload {
         let (from, to) = (at, at + chunk.len() as u64);
         let (a, b) = (start.max(from), end.min(to));
         if a < b {
