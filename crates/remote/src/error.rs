@@ -31,6 +31,14 @@ pub enum RemoteError {
          to it unless a single writer is guaranteed (single_writer)"
     )]
     NotCreateOnly { location: String, detail: String },
+    /// An [`crate::S3Options`] field is out of its bounds.
+    #[error("S3 option {option} = {value} is out of its bounds {min} ..= {max}")]
+    InvalidOption {
+        option: &'static str,
+        value: u64,
+        min: u64,
+        max: u64,
+    },
 }
 
 /// A create-only put whose request was sent but whose answer was lost (a

@@ -21,7 +21,8 @@
 //! |---------|------|
 //! | create-only commit (`put_new`) | one conditional `PUT` (`If-None-Match: *`) |
 //! | open for writing | one `LIST` plus the create-only probe: two `PUT`s and a `DELETE` |
-//! | a transient failure | bounded retries with exponential backoff (`S3Options`) |
+//! | deferred puts (`put_new_deferred`, `sync`) | uploads in the background, at most `uploads_bytes_max` bytes at once (memory) |
+//! | a transient failure | bounded retries with exponential backoff (`S3Options`); reads wait out an outage up to `outage_wait_ms_max`, telling a [`NoticeHook`] |
 //!
 //! The mapping of each operation, the probe, and the rule for writes whose
 //! answer was lost are in `docs/s3.md`.
@@ -33,4 +34,4 @@ mod store;
 
 pub use error::{is_outcome_unknown, OutcomeUnknown, RemoteError};
 pub use location::S3Location;
-pub use store::{S3Options, S3Store};
+pub use store::{NoticeHook, S3Options, S3Store, StoreNotice, ATTEMPTS_MAX};

@@ -5,9 +5,24 @@
 //! create-only `PUT` after a server error, and the second attempt would then
 //! find the object the first one created and report a conflict. Every retry
 //! is made here instead, knowing what the operation was.
+//!
+//! `object_store` keeps the status of a failed answer in a type of a private
+//! module (`client::retry::RetryError`), which cannot be named outside the
+//! crate. So the store's HTTP client is wrapped ([`StatusConnector`]): an
+//! answer whose status the classification needs (a server error, 408, 429,
+//! and any failed answer to a listing, which `object_store` reports as a
+//! generic error) becomes a transport error whose source is a typed
+//! [`ResponseStatus`]. Other answers (404, 412, 403 on an object) pass
+//! unchanged to `object_store`, which maps them to its typed variants.
 
-use object_store::client::{HttpError, HttpErrorKind};
-use std::{error::Error, time::Duration};
+use object_store::{
+    client::{
+        HttpClient, HttpConnector, HttpError, HttpErrorKind, HttpRequest, HttpResponse,
+        HttpService, ReqwestConnector,
+    },
+    ClientOptions,
+};
+use std::{error::Error, fmt, time::Duration};
 
 /// What a failed attempt says about the request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +45,78 @@ impl Failure {
     }
 }
 
+/// The status of an answer the store's client turned into an error (see the
+/// module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ResponseStatus {
+    /// The HTTP status code (100 ..= 599).
+    pub(crate) status: u16,
+    /// The request was a listing.
+    pub(crate) listing: bool,
+}
+
+impl fmt::Display for ResponseStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = if self.listing {
+            "a listing"
+        } else {
+            "a request"
+        };
+        write!(f, "the server answered {what} with status {}", self.status)
+    }
+}
+
+impl Error for ResponseStatus {}
+
+impl ResponseStatus {
+    /// Whether the store's client reports an answer with `status` as this
+    /// error instead of passing it to `object_store`.
+    fn is_reported(status: u16, listing: bool) -> bool {
+        let failed = !(200..300).contains(&status);
+        status >= 500 || status == 408 || status == 429 || (listing && failed)
+    }
+}
+
+/// Makes the store's HTTP clients: `object_store`'s reqwest client, wrapped
+/// by [`StatusService`].
+#[derive(Debug, Default)]
+pub(crate) struct StatusConnector;
+
+impl HttpConnector for StatusConnector {
+    fn connect(&self, options: &ClientOptions) -> object_store::Result<HttpClient> {
+        let inner = ReqwestConnector::default().connect(options)?;
+        Ok(HttpClient::new(StatusService { inner }))
+    }
+}
+
+/// An HTTP client that reports the answers the classification needs as a
+/// typed [`ResponseStatus`].
+#[derive(Debug)]
+struct StatusService {
+    inner: HttpClient,
+}
+
+#[async_trait::async_trait]
+impl HttpService for StatusService {
+    async fn call(&self, request: HttpRequest) -> Result<HttpResponse, HttpError> {
+        // S3's ListObjectsV2 is a GET of the bucket with `list-type=2`.
+        let listing = request.method() == "GET"
+            && request
+                .uri()
+                .query()
+                .is_some_and(|q| q.split('&').any(|pair| pair.starts_with("list-type=")));
+        let response = self.inner.execute(request).await?;
+        let status = response.status().as_u16();
+        if ResponseStatus::is_reported(status, listing) {
+            return Err(HttpError::new(
+                HttpErrorKind::Unknown,
+                ResponseStatus { status, listing },
+            ));
+        }
+        Ok(response)
+    }
+}
+
 /// Classifies a failed request.
 pub(crate) fn classify(error: &object_store::Error) -> Failure {
     use object_store::Error as E;
@@ -48,42 +135,38 @@ pub(crate) fn classify(error: &object_store::Error) -> Failure {
     }
 }
 
-/// Looks through the chain of sources of a generic error for the transport
-/// failure, or the HTTP status the server answered with.
+/// Looks through the chain of sources of a generic error for the status of
+/// the answer, or else the transport failure.
 fn classify_source(error: &object_store::Error) -> Failure {
-    let mut current: Option<&(dyn Error + 'static)> = Some(error);
-    while let Some(e) = current {
-        if let Some(http) = e.downcast_ref::<HttpError>() {
-            return match http.kind() {
-                HttpErrorKind::Connect => Failure::NotSent,
-                _ => Failure::Lost,
-            };
-        }
-        current = e.source();
+    if let Some(status) = response_status(error) {
+        return if status >= 500 || status == 408 || status == 429 {
+            Failure::Lost
+        } else {
+            Failure::Rejected
+        };
     }
-    match response_status(error) {
-        Some(status) if status >= 500 || status == 408 || status == 429 => Failure::Lost,
-        Some(_) => Failure::Rejected,
+    match find_source::<HttpError>(error).map(HttpError::kind) {
+        Some(HttpErrorKind::Connect) => Failure::NotSent,
+        Some(_) => Failure::Lost,
         // Not from HTTP at all (a store in memory, a configuration error).
         None => Failure::Rejected,
     }
 }
 
-/// The status code of a server's answer in the error's message. `object_store`
-/// keeps the status in a private type; its message says
-/// "Server returned non-2xx status code: 503 Service Unavailable: ...".
-/// Should that wording change, a server error reads as `Rejected`: the
-/// operation is not retried, and a put that met it is still reported as of
-/// unknown outcome (see `S3Store::put_new`), never as a plain failure.
+/// The status of the server's answer, when the store's client reported it.
 pub(crate) fn response_status(error: &object_store::Error) -> Option<u16> {
-    const MARK: &str = "status code: ";
-    let text = error.to_string();
-    let at = text.find(MARK)? + MARK.len();
-    let digits: String = text[at..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
-    digits.parse().ok().filter(|s| (100..600).contains(s))
+    find_source::<ResponseStatus>(error).map(|s| s.status)
+}
+
+fn find_source<T: Error + 'static>(error: &object_store::Error) -> Option<&T> {
+    let mut current: Option<&(dyn Error + 'static)> = Some(error);
+    while let Some(e) = current {
+        if let Some(found) = e.downcast_ref::<T>() {
+            return Some(found);
+        }
+        current = e.source();
+    }
+    None
 }
 
 /// Exponential backoff: `first`, then twice as long each time, at most `max`.
@@ -103,6 +186,14 @@ mod tests {
         }
     }
 
+    /// As the store's client reports an answer: a transport error whose
+    /// source is the status.
+    fn answered(status: u16) -> object_store::Error {
+        let listing = false;
+        let http = HttpError::new(HttpErrorKind::Unknown, ResponseStatus { status, listing });
+        generic(Box::new(http))
+    }
+
     #[test]
     fn transport_failures_tell_sent_from_not_sent() {
         let http = |kind| generic(Box::new(HttpError::new(kind, std::io::Error::other("x"))));
@@ -120,30 +211,48 @@ mod tests {
 
     #[test]
     fn server_errors_are_transient_and_client_errors_are_not() {
-        let status = |text: &str| generic(text.to_string().into());
-        let msg = "Error performing PUT http://h/b/k in 1ms - Server returned non-2xx status code:";
-        assert_eq!(
-            classify(&status(&format!("{msg} 503 Service Unavailable: "))),
-            Failure::Lost
-        );
-        assert_eq!(
-            classify(&status(&format!("{msg} 500 Internal Server Error: x"))),
-            Failure::Lost
-        );
-        assert_eq!(
-            classify(&status(&format!("{msg} 429 Too Many Requests: "))),
-            Failure::Lost
-        );
-        assert_eq!(
-            classify(&status(&format!("{msg} 400 Bad Request: "))),
-            Failure::Rejected
-        );
-        assert_eq!(classify(&status("no status here")), Failure::Rejected);
+        for status in [500, 502, 503, 504, 408, 429] {
+            assert_eq!(classify(&answered(status)), Failure::Lost, "{status}");
+        }
+        for status in [400, 403, 404, 416] {
+            assert_eq!(classify(&answered(status)), Failure::Rejected, "{status}");
+        }
+        assert_eq!(response_status(&answered(503)), Some(503));
+        // The text of a message is never read: a status only in the text is
+        // not one.
+        let text = "Server returned non-2xx status code: 503 Service Unavailable";
+        assert_eq!(response_status(&generic(text.into())), None);
+        assert_eq!(classify(&generic(text.into())), Failure::Rejected);
         let exists = object_store::Error::AlreadyExists {
             path: "k".into(),
             source: "x".into(),
         };
         assert_eq!(classify(&exists), Failure::Rejected);
+    }
+
+    #[test]
+    fn the_client_reports_the_answers_the_classification_needs() {
+        for (status, listing, reported) in [
+            (200, false, false),
+            (200, true, false),
+            (206, false, false),
+            (304, false, false),
+            (404, false, false),
+            (412, false, false),
+            (403, false, false),
+            (404, true, true),
+            (403, true, true),
+            (500, false, true),
+            (503, false, true),
+            (429, false, true),
+            (408, false, true),
+        ] {
+            assert_eq!(
+                ResponseStatus::is_reported(status, listing),
+                reported,
+                "{status} listing={listing}"
+            );
+        }
     }
 
     #[test]

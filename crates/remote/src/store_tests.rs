@@ -14,13 +14,16 @@ use object_store::{
     CopyOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, PutMultipartOptions,
     PutResult,
 };
-use std::{collections::VecDeque, sync::Mutex};
+use std::{collections::VecDeque, sync::Mutex, thread};
+use tokio::sync::Semaphore;
 
 /// Fast retries, so that the tests of failures take milliseconds.
+/// Bounded attempts only (no outage wait), unless a test asks for it.
 fn options() -> S3Options {
     S3Options {
         backoff_ms_first: 1,
         backoff_ms_max: 4,
+        outage_wait_ms_max: 0,
         ..S3Options::default()
     }
 }
@@ -53,9 +56,14 @@ impl Fault {
                 HttpErrorKind::Timeout,
                 io::Error::from(io::ErrorKind::TimedOut),
             )),
-            Fault::Unavailable => "Error performing PUT http://test in 1ms - Server returned \
-                                   non-2xx status code: 503 Service Unavailable: SlowDown"
-                .into(),
+            // As the store's client reports an answer of 503.
+            Fault::Unavailable => Box::new(HttpError::new(
+                HttpErrorKind::Unknown,
+                crate::retry::ResponseStatus {
+                    status: 503,
+                    listing: false,
+                },
+            )),
         };
         object_store::Error::Generic {
             store: "faulty",
@@ -77,6 +85,8 @@ struct Faulty {
     get_faults: Mutex<VecDeque<Fault>>,
     puts: AtomicU64,
     gets: AtomicU64,
+    /// When set, each put first takes a permit of it (a put held back).
+    gate: Option<Arc<Semaphore>>,
 }
 
 impl Faulty {
@@ -102,6 +112,9 @@ impl ObjectStore for Faulty {
         mut opts: PutOptions,
     ) -> object_store::Result<PutResult> {
         self.puts.fetch_add(1, Ordering::Relaxed);
+        if let Some(gate) = &self.gate {
+            gate.acquire().await.unwrap().forget();
+        }
         if self.ignores_create {
             opts.mode = PutMode::Overwrite;
         }
@@ -402,4 +415,205 @@ fn open_fails_once_and_clearly_when_the_first_request_fails() {
     let error = S3Store::with_store(Arc::new(faulty), "p", &options()).unwrap_err();
     assert!(matches!(error, RemoteError::Open { .. }), "{error}");
     assert!(error.to_string().contains("AWS_ENDPOINT_URL"), "{error}");
+}
+
+#[test]
+fn options_out_of_bounds_are_an_error_not_a_panic() {
+    for bad in [
+        S3Options {
+            attempts_max: 0,
+            ..options()
+        },
+        S3Options {
+            attempts_max: 17,
+            ..options()
+        },
+        S3Options {
+            backoff_ms_max: 0,
+            ..options()
+        },
+        S3Options {
+            uploads_bytes_max: 1,
+            ..options()
+        },
+        S3Options {
+            outage_wait_ms_max: u64::MAX,
+            ..options()
+        },
+        S3Options {
+            notice_ms_every: 0,
+            ..options()
+        },
+    ] {
+        let error = bad.check().unwrap_err();
+        assert!(
+            matches!(error, RemoteError::InvalidOption { .. }),
+            "{error}"
+        );
+        let opened = S3Store::with_store(Arc::new(InMemory::new()), "p", &bad);
+        assert!(matches!(opened, Err(RemoteError::InvalidOption { .. })));
+    }
+    S3Options::default().check().unwrap();
+}
+
+fn gated() -> (Arc<Faulty>, Arc<Semaphore>, S3Store) {
+    let gate = Arc::new(Semaphore::new(0));
+    let faulty = Arc::new(Faulty {
+        gate: Some(gate.clone()),
+        ..Faulty::default()
+    });
+    // The probe's two puts pass the gate.
+    gate.add_permits(2);
+    let limited = S3Options {
+        uploads_bytes_max: 1 << 20,
+        ..options()
+    };
+    let store = S3Store::with_store(faulty.clone(), "p", &limited).unwrap();
+    (faulty, gate, store)
+}
+
+#[test]
+fn deferred_puts_upload_in_the_background_within_their_byte_bound() {
+    let (faulty, gate, store) = gated();
+    let part = vec![7u8; 600 << 10];
+    // Held at the gate, yet put_new_deferred returned: readable and listed
+    // from memory, not yet in the storage.
+    store.put_new_deferred("segs/1", &part).unwrap();
+    assert_eq!(store.uploads_bytes(), 600 << 10);
+    assert_eq!(store.get("segs/1", Some(10..20)).unwrap(), &part[10..20]);
+    assert_eq!(store.get("segs/1", None).unwrap(), part);
+    assert_eq!(store.list("segs/").unwrap(), ["segs/1"]);
+    assert!(matches!(
+        store.put_new_deferred("segs/1", b"again"),
+        Err(StorageError::AlreadyExists { .. })
+    ));
+    thread::scope(|scope| {
+        // A second one does not fit in 1 MiB with the first: it waits.
+        let second = scope.spawn(|| store.put_new_deferred("segs/2", &part));
+        // A negative check needs some time: 200 ms of not returning.
+        thread::sleep(Duration::from_millis(200));
+        assert!(!second.is_finished());
+        gate.add_permits(2);
+        second.join().unwrap().unwrap();
+    });
+    store
+        .sync(&["segs/1".to_string(), "segs/2".to_string()])
+        .unwrap();
+    assert_eq!(store.uploads_bytes(), 0);
+    assert_eq!(faulty.puts.load(Ordering::Relaxed), 4);
+    let raw = futures::executor::block_on(faulty.inner.get(&Path::from("p/segs/2"))).unwrap();
+    assert_eq!(futures::executor::block_on(raw.bytes()).unwrap(), part);
+    // Keys never put deferred need nothing.
+    store.sync(&["never/put".to_string()]).unwrap();
+}
+
+#[test]
+fn a_failed_upload_is_never_reported_durable_and_the_next_sync_uploads_it_again() {
+    let faulty = Faulty::with_put_faults(&[]);
+    let store = S3Store::with_store(faulty.clone(), "p", &options()).unwrap();
+    let never = vec![Fault::NotSent; options().attempts_max as usize];
+    faulty.put_faults.lock().unwrap().extend(never);
+    store.put_new_deferred("segs/1", b"bytes").unwrap();
+    let keys = ["segs/1".to_string()];
+    let error = store.sync(&keys).unwrap_err();
+    assert!(error.is_transient(), "{error:?}");
+    // Still readable from memory, still listed, and not in the storage.
+    assert_eq!(store.get("segs/1", None).unwrap(), b"bytes");
+    assert_eq!(store.list("").unwrap(), ["segs/1"]);
+    let raw = futures::executor::block_on(faulty.inner.get(&Path::from("p/segs/1")));
+    assert!(raw.is_err());
+    // The storage is back: the next sync uploads it.
+    store.sync(&keys).unwrap();
+    let raw = futures::executor::block_on(faulty.inner.get(&Path::from("p/segs/1"))).unwrap();
+    assert_eq!(
+        futures::executor::block_on(raw.bytes()).unwrap(),
+        &b"bytes"[..]
+    );
+    assert_eq!(store.list("").unwrap(), ["segs/1"]);
+}
+
+#[test]
+fn a_deferred_put_whose_answer_was_lost_is_settled_by_reading_it_back() {
+    let faulty = Faulty::with_put_faults(&[]);
+    let store = S3Store::with_store(faulty.clone(), "p", &options()).unwrap();
+    let fault = |faults: &[Fault]| faulty.put_faults.lock().unwrap().extend(faults);
+    // Not sent, then applied with its answer lost, then "exists": the
+    // object holds our bytes, so the upload is done.
+    fault(&[Fault::NotSent, Fault::AnswerLost]);
+    store.put_new_deferred("segs/1", b"ours").unwrap();
+    store.sync(&["segs/1".to_string()]).unwrap();
+    assert_eq!(faulty.puts.load(Ordering::Relaxed), 2 + 3);
+    // Another writer's object under the key, met after an answer that may
+    // have been applied: not ours, so the outcome stays unknown.
+    let theirs = Path::from("p/segs/2");
+    futures::executor::block_on(faulty.inner.put(&theirs, "theirs".into())).unwrap();
+    fault(&[Fault::Unavailable]);
+    store.put_new_deferred("segs/2", b"ours").unwrap();
+    let error = store.sync(&["segs/2".to_string()]).unwrap_err();
+    assert!(is_outcome_unknown(&error), "{error:?}");
+}
+
+#[test]
+fn delete_waits_for_the_upload_so_the_key_can_be_put_again() {
+    let (_, gate, store) = gated();
+    store.put_new_deferred("maps/1", b"first").unwrap();
+    thread::scope(|scope| {
+        let deleting = scope.spawn(|| store.delete("maps/1"));
+        gate.add_permits(1);
+        deleting.join().unwrap().unwrap();
+    });
+    assert!(store.list("maps/").unwrap().is_empty());
+    gate.add_permits(1);
+    store.put_new_deferred("maps/1", b"second").unwrap();
+    store.sync(&["maps/1".to_string()]).unwrap();
+    assert_eq!(store.get("maps/1", None).unwrap(), b"second");
+}
+
+#[test]
+fn reads_wait_out_an_outage_and_tell_the_notice_hook() {
+    let faulty = Faulty::with_put_faults(&[]);
+    let patient = S3Options {
+        attempts_max: 2,
+        outage_wait_ms_max: 60_000,
+        notice_ms_first: 20,
+        notice_ms_every: 1_000,
+        ..options()
+    };
+    let store = S3Store::with_store(faulty.clone(), "p", &patient).unwrap();
+    store.put_new("k", b"bytes").unwrap();
+    let notices = Arc::new(Mutex::new(Vec::new()));
+    let seen = notices.clone();
+    store.set_notice_hook(Some(Arc::new(move |n: &StoreNotice| {
+        seen.lock().unwrap().push(n.clone());
+    })));
+    // Far more failures than attempts_max, for longer than notice_ms_first.
+    let down = vec![Fault::NotSent; 30];
+    faulty.get_faults.lock().unwrap().extend(down);
+    assert_eq!(store.get("k", None).unwrap(), b"bytes");
+    assert!(faulty.get_faults.lock().unwrap().is_empty());
+    let notices = notices.lock().unwrap().clone();
+    assert!(
+        matches!(
+            notices.as_slice(),
+            [
+                StoreNotice::Waiting {
+                    operation: "get",
+                    ..
+                },
+                StoreNotice::Recovered { .. }
+            ]
+        ),
+        "{notices:?}"
+    );
+    assert!(
+        notices[0].to_string().contains("still retrying"),
+        "{}",
+        notices[0]
+    );
+    // A write does not wait: bounded attempts, then a transient error.
+    let never = vec![Fault::NotSent; 30];
+    faulty.put_faults.lock().unwrap().extend(never);
+    let error = store.put_new("other", b"x").unwrap_err();
+    assert!(error.is_transient(), "{error:?}");
+    assert_eq!(faulty.put_faults.lock().unwrap().len(), 28);
 }
