@@ -27,11 +27,16 @@
 //! The mapping of each operation, the probe, and the rule for writes whose
 //! answer was lost are in `docs/s3.md`.
 
+mod cache;
 mod error;
 mod location;
 mod retry;
 mod store;
 
+pub use cache::{
+    default_cache_dir, is_immutable_key, CacheStats, CacheStatsHandle, CachedStore,
+    CACHE_BLOCK_BYTES, CACHE_BYTES_DEFAULT,
+};
 pub use error::{is_outcome_unknown, OutcomeUnknown, RemoteError};
 pub use location::S3Location;
 pub use store::{NoticeHook, S3Options, S3Store, StoreNotice, ATTEMPTS_MAX};
