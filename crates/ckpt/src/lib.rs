@@ -54,4 +54,4 @@ pub use process::{
     check_process_name, list_processes, CkptError, GcReport, Modules, ProcessStore, Recovery,
     MODULE_BYTES_MAX,
 };
-pub use session::{runner_tag, Claim, Committed, LeaseKeeper, Session};
+pub use session::{runner_tag, Claim, Committed, LeaseKeeper, Session, WaitNotice};

@@ -25,7 +25,7 @@ use crate::{
     lease::{record_generation, remove_lease_history, Clock, LeaseError, StoreLease},
     CkptError, GcReport, Manifest, ManifestBody, ProcessLock, ProcessStore, Recovery,
 };
-use ferrite_pagestore::{PageStore, StorageBackend, StorageError};
+use ferrite_pagestore::{PageStore, StorageBackend, StorageError, StorageKind};
 use std::{
     fmt,
     sync::{
@@ -344,20 +344,38 @@ pub struct Committed {
     pub settled_by_reading: bool,
 }
 
-/// The most times a commit reads back or re-sends a manifest whose put had
-/// an unknown outcome before giving up (the process then stops; recovery
-/// finds out later).
-const SETTLE_ATTEMPTS_MAX: u32 = 8;
+/// The longest wait between two tries of a manifest put that met an
+/// unreachable store.
+const COMMIT_RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// What a session is told while it waits (for its lease, for the store): how
+/// long it has waited and why.
+pub type WaitNotice = dyn Fn(Duration, &str) + Send + Sync;
 
 /// The checkpointing of one process by one runner. See the module
 /// documentation.
-#[derive(Debug)]
 pub struct Session {
     store: ProcessStore,
     claim: Claim,
     tag: String,
     generation: u64,
     committed: u64,
+    /// How long a commit waits through an unreachable store (for its lease,
+    /// and to put its manifest) before it fails.
+    wait_max: Duration,
+    notice: Option<Arc<WaitNotice>>,
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("process", &self.store.name())
+            .field("claim", &self.claim)
+            .field("tag", &self.tag)
+            .field("generation", &self.generation)
+            .field("committed", &self.committed)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Session {
@@ -394,7 +412,22 @@ impl Session {
             tag,
             generation,
             committed: 0,
+            wait_max: Duration::from_mins(1),
+            notice: None,
         })
+    }
+
+    /// How long a commit waits through an unreachable store (default 60 s),
+    /// and what it tells about the wait every few seconds.
+    pub fn set_waiting(&mut self, wait_max: Duration, notice: Option<Arc<WaitNotice>>) {
+        self.wait_max = wait_max;
+        self.notice = notice;
+    }
+
+    fn tell(&self, waited: Duration, why: &str) {
+        if let Some(notice) = &self.notice {
+            notice(waited, why);
+        }
     }
 
     /// The process's checkpoints (reading them needs no claim).
@@ -553,7 +586,14 @@ impl Session {
             parent: self.committed,
             body,
         };
-        self.check()?;
+        // The pages' upload may have outlasted a lease the store could not
+        // renew meanwhile: wait for it to be valid again (or fenced).
+        let notice = self.notice.clone();
+        self.wait_valid(self.wait_max, Duration::from_secs(3), &mut |waited, why| {
+            if let Some(notice) = &notice {
+                notice(waited, why);
+            }
+        })?;
         let settled_by_reading = self.put_manifest(&manifest)?;
         if let Some((pages, committed_map)) = map {
             pages.committed(committed_map);
@@ -566,21 +606,51 @@ impl Session {
         })
     }
 
-    /// Puts the manifest; an unknown outcome is settled by reading it back.
+    /// Puts the manifest; an unknown outcome is settled by reading it back,
+    /// and an unreachable store is waited out for up to `wait_max` (the
+    /// lease checked again before each new put).
     fn put_manifest(&self, manifest: &Manifest) -> Result<bool, CkptError> {
-        let mut attempts = 0;
+        let began = std::time::Instant::now();
+        let mut attempts = 0u32;
+        let mut noticed = Duration::ZERO;
         let mut settled_by_reading = false;
+        // Waits before the next try, or gives up with `error`.
+        let mut pause = |attempts: u32, error: CkptError| {
+            let waited = began.elapsed();
+            if waited >= self.wait_max {
+                return Err(error);
+            }
+            if waited >= noticed + Duration::from_secs(3) {
+                noticed = waited;
+                self.tell(
+                    waited,
+                    &format!("committing checkpoint {}: {error}", manifest.epoch),
+                );
+            }
+            let wait = Duration::from_millis(50u64 << attempts.min(7)).min(COMMIT_RETRY_MAX);
+            std::thread::sleep(wait);
+            Ok(())
+        };
         loop {
+            attempts += 1;
             match self.store.commit(manifest) {
                 Ok(()) => return Ok(settled_by_reading),
                 Err(CkptError::Fenced { .. }) if settled_by_reading => {
                     // Our lost put may have landed meanwhile: read it.
                 }
-                Err(CkptError::Storage(error)) if error.is_transient() => {}
+                Err(CkptError::Storage(error)) if error.is_transient() => {
+                    settled_by_reading |= error.kind() == StorageKind::OutcomeUnknown;
+                    if !settled_by_reading {
+                        // Never sent, or refused by an unreachable store:
+                        // nothing landed; try again.
+                        pause(attempts, CkptError::Storage(error))?;
+                        self.check()?;
+                        continue;
+                    }
+                }
                 Err(error) => return Err(error),
             }
             settled_by_reading = true;
-            attempts += 1;
             match self.store.load(manifest.epoch) {
                 Ok(found) if found.body.writer == self.tag => return Ok(true),
                 Ok(_) | Err(CkptError::Corrupt { .. }) => {
@@ -589,16 +659,14 @@ impl Session {
                         epoch: manifest.epoch,
                     })
                 }
-                Err(CkptError::Storage(StorageError::NotFound { .. }))
-                    if attempts < SETTLE_ATTEMPTS_MAX =>
-                {
+                Err(CkptError::Storage(error @ StorageError::NotFound { .. })) => {
                     // Not there: send it again (create-only, so a late
                     // landing of the lost put is found by the next read).
+                    pause(attempts, CkptError::Storage(error))?;
+                    self.check()?;
                 }
-                Err(CkptError::Storage(error))
-                    if error.is_transient() && attempts < SETTLE_ATTEMPTS_MAX =>
-                {
-                    std::thread::sleep(Duration::from_millis(100 << attempts.min(6)));
+                Err(CkptError::Storage(error)) if error.is_transient() => {
+                    pause(attempts, CkptError::Storage(error))?;
                 }
                 Err(error) => return Err(error),
             }

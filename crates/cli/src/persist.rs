@@ -264,6 +264,7 @@ struct Runner {
     backend: Arc<dyn StorageBackend>,
     claim: ferrite_ckpt::Claim,
     journal_dir: PathBuf,
+    cache: Option<ferrite_remote::CacheStatsHandle>,
 }
 
 fn open_for_runner(option: &StoreOption, name: &str) -> Result<Runner, String> {
@@ -275,6 +276,7 @@ fn open_for_runner(option: &StoreOption, name: &str) -> Result<Runner, String> {
         backend: opened.backend,
         claim,
         journal_dir,
+        cache: opened.cache,
     })
 }
 
@@ -332,8 +334,9 @@ pub fn run_named(name: &str, prepared: Prepared, options: &PersistOptions) -> Ex
             return fail(&message);
         }
     }
+    let cache = runner.cache;
     match Process::start(runner.backend, runner.claim, launch, &process_options) {
-        Ok(process) => drive(process, options, Some(&requests), None),
+        Ok(process) => drive(process, options, Some(&requests), None, cache.as_ref()),
         Err(error) => fail(&error.to_string()),
     }
 }
@@ -357,7 +360,7 @@ pub fn run_scratch(prepared: Prepared, options: &PersistOptions) -> ExitCode {
         launch.name = "scratch".into();
         let process = Process::start(backend, None, launch, &process_options)
             .map_err(|e| fail(&e.to_string()))?;
-        Ok::<_, ExitCode>(drive(process, options, None, None))
+        Ok::<_, ExitCode>(drive(process, options, None, None, None))
     })();
     let _ = std::fs::remove_dir_all(&root);
     status.unwrap_or_else(|status| status)
@@ -387,6 +390,7 @@ pub fn resume(options: &ResumeOptions) -> ExitCode {
         Err(message) => return fail(&message),
     };
     let from = options.from_checkpoint;
+    let cache = runner.cache;
     match Process::resume_from(runner.backend, runner.claim, name, &process_options, from) {
         Ok((mut process, mut report)) => {
             // The run's own period unless this resume gives another.
@@ -429,7 +433,13 @@ pub fn resume(options: &ResumeOptions) -> ExitCode {
                     Err(error) => return stopped(&process, &error),
                 }
             }
-            drive(process, &options.persist, Some(&requests), Some(&report))
+            drive(
+                process,
+                &options.persist,
+                Some(&requests),
+                Some(&report),
+                cache.as_ref(),
+            )
         }
         Err(ProcessError::Finished { status, .. }) => replay(name, &status),
         Err(error) => fail(&error.to_string()),
@@ -585,6 +595,7 @@ fn drive(
     options: &PersistOptions,
     requests: Option<&Requests>,
     resumed: Option<&ResumeReport>,
+    cache: Option<&ferrite_remote::CacheStatsHandle>,
 ) -> ExitCode {
     let persistent = process.is_persistent();
     if let Some(requests) = requests {
@@ -634,6 +645,18 @@ fn drive(
     };
     if options.stats {
         print_stats(&process.stats(), began.elapsed(), resumed);
+        if let Some(cache) = cache {
+            let stats = cache.get();
+            eprintln!(
+                "  local cache   hit rate {:.1}% ({} of {} blocks), {:.2} MiB from the cache, \
+                 {:.2} MiB fetched",
+                stats.hit_rate() * 100.0,
+                stats.hits,
+                stats.hits + stats.misses,
+                stats.bytes_from_cache as f64 / f64::from(1 << 20),
+                stats.bytes_fetched as f64 / f64::from(1 << 20),
+            );
+        }
     }
     // Another runner may take over at once (a lease otherwise runs out).
     let name = process.name().to_string();

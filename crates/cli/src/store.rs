@@ -10,7 +10,10 @@ use ferrite_ckpt::{
     ProcessLock, StoreLease,
 };
 use ferrite_pagestore::{LocalStore, SealKey, SealedStore, StorageBackend};
-use ferrite_remote::{S3Options, S3Store};
+use ferrite_remote::{
+    default_cache_dir, CacheStatsHandle, CachedStore, S3Options, S3Store, StoreNotice,
+    CACHE_BYTES_DEFAULT,
+};
 use std::{
     path::{Path, PathBuf},
     sync::Arc,
@@ -45,6 +48,17 @@ pub struct StoreOption {
     /// this long. Renewed every third of it.
     #[arg(long, value_name = "DURATION", value_parser = crate::persist::parse_duration, default_value = "10s")]
     pub lease: Duration,
+
+    /// For object storage: the most bytes of pages kept in the local cache
+    /// (`0` turns it off) [default: 1GiB].
+    #[arg(long, value_name = "SIZE", value_parser = crate::persist::parse_size)]
+    pub cache_size: Option<u64>,
+
+    /// For object storage: where the local cache lives [default:
+    /// `$XDG_CACHE_HOME/ferrite`, else `~/.cache/ferrite`]. Safe to delete at
+    /// any moment.
+    #[arg(long, value_name = "PATH")]
+    pub cache_dir: Option<PathBuf>,
 }
 
 /// Where the store is.
@@ -117,29 +131,91 @@ fn open_s3(url: &str, option: &StoreOption, read_only: bool) -> Result<S3Store, 
         single_writer: option.single_writer,
         ..S3Options::default()
     };
-    S3Store::open(url, &options).map_err(|e| e.to_string())
+    let store = S3Store::open(url, &options).map_err(|e| e.to_string())?;
+    // A fault, upload or listing that waits out an outage says so: one line
+    // every ten seconds of an outage, whatever the number of requests, and
+    // one when it ends.
+    let printed: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
+    store.set_notice_hook(Some(Arc::new(move |notice: &StoreNotice| {
+        let mut printed = printed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match notice {
+            StoreNotice::Waiting {
+                operation,
+                key,
+                waited,
+                last_error,
+            } => {
+                if printed.is_some_and(|at| at.elapsed() < Duration::from_secs(10)) {
+                    return;
+                }
+                *printed = Some(std::time::Instant::now());
+                eprintln!(
+                    "ferrite: the store does not answer ({operation} {key}, {:.0} s so far: \
+                     {last_error}); waiting",
+                    waited.as_secs_f64()
+                );
+            }
+            StoreNotice::Recovered { after, .. } if printed.take().is_some() => {
+                eprintln!(
+                    "ferrite: the store answers again after {:.1} s; going on",
+                    after.as_secs_f64()
+                );
+            }
+            _ => {}
+        }
+    })));
+    Ok(store)
 }
 
-/// A store opened by a runner: its backend (sealed if a key was given) and
-/// where it is.
+/// The local cache in front of object storage at `url`, as the options say.
+fn cached(
+    backend: S3Store,
+    url: &str,
+    option: &StoreOption,
+) -> (Arc<dyn StorageBackend>, Option<CacheStatsHandle>) {
+    let bytes = option.cache_size.unwrap_or(CACHE_BYTES_DEFAULT);
+    let dir = option.cache_dir.clone().or_else(default_cache_dir);
+    match dir {
+        Some(dir) if bytes > 0 => {
+            let cache = CachedStore::open(Arc::new(backend), dir, url, bytes);
+            let stats = cache.stats_handle();
+            (Arc::new(cache), Some(stats))
+        }
+        _ => (Arc::new(backend), None),
+    }
+}
+
+/// A store opened by a runner: its backend (sealed if a key was given),
+/// where it is, and the statistics of its local cache.
 pub(crate) struct Opened {
     pub(crate) backend: Arc<dyn StorageBackend>,
     pub(crate) location: Location,
+    pub(crate) cache: Option<CacheStatsHandle>,
 }
 
 /// Opens the store for a runner, creating a local one if needed.
 pub(crate) fn open_for_runner(option: &StoreOption) -> Result<Opened, String> {
     let location = Location::of(option)?;
     let key = seal_key(option)?;
-    let raw: Arc<dyn StorageBackend> = match &location {
-        Location::Local(root) => Arc::new(
-            LocalStore::open(root)
-                .map_err(|e| format!("cannot open store {}: {e}", root.display()))?,
+    let (raw, cache): (Arc<dyn StorageBackend>, _) = match &location {
+        Location::Local(root) => (
+            Arc::new(
+                LocalStore::open(root)
+                    .map_err(|e| format!("cannot open store {}: {e}", root.display()))?,
+            ),
+            None,
         ),
-        Location::S3(url) => Arc::new(open_s3(url, option, false)?),
+        // The cache holds what the store holds: ciphertext, with a key.
+        Location::S3(url) => cached(open_s3(url, option, false)?, url, option),
     };
     let backend = sealed(raw, key.as_ref(), &location)?;
-    Ok(Opened { backend, location })
+    Ok(Opened {
+        backend,
+        location,
+        cache,
+    })
 }
 
 /// Opens the store for inspection: nothing is created or written (`rm`
@@ -156,7 +232,11 @@ pub(crate) fn open_for_reading(option: &StoreOption) -> Result<Option<Opened>, S
         Location::S3(url) => Arc::new(open_s3(url, option, false)?),
     };
     let backend = sealed(raw, key.as_ref(), &location)?;
-    Ok(Some(Opened { backend, location }))
+    Ok(Some(Opened {
+        backend,
+        location,
+        cache: None,
+    }))
 }
 
 /// Takes the runner's claim on process `name`: the local run lock, or the

@@ -252,7 +252,11 @@ impl Process {
         launch: Launch,
         options: &ProcessOptions,
     ) -> Result<Self, ProcessError> {
-        let session = Session::open(backend.clone(), &launch.name, claim.into())?;
+        let mut session = Session::open(backend.clone(), &launch.name, claim.into())?;
+        session.set_waiting(
+            options.lease_wait_max,
+            options.notice.as_ref().map(|n| n.0.clone()),
+        );
         if !session.store().epochs()?.is_empty() {
             return Err(ProcessError::Exists(launch.name));
         }
@@ -367,6 +371,10 @@ impl Process {
     ) -> Result<(Self, ResumeReport), ProcessError> {
         let began = Instant::now();
         let mut session = Session::open(backend.clone(), name, claim.into())?;
+        session.set_waiting(
+            options.lease_wait_max,
+            options.notice.as_ref().map(|n| n.0.clone()),
+        );
         let recovery = session.recover_from(from)?;
         let Some(manifest) = recovery.manifest else {
             return Err(ProcessError::NoCheckpoint(name.to_string()));

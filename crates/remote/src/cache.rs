@@ -743,6 +743,10 @@ impl StorageBackend for CachedStore {
         }
         result
     }
+
+    fn size(&self, key: &str) -> Result<Option<u64>, StorageError> {
+        self.inner.size(key)
+    }
 }
 
 /// A block file's bytes and where its data is in them.

@@ -220,7 +220,7 @@ impl<'a> Outage<'a> {
 
     /// Records a transient failure; returns whether the outage may be waited
     /// out longer (beyond the bounded attempts).
-    fn failed(&mut self, error: &object_store::Error) -> bool {
+    fn failed(&mut self, error: &dyn std::fmt::Display) -> bool {
         let now = Instant::now();
         let began = *self.began.get_or_insert(now);
         let waited = now - began;
@@ -365,7 +365,31 @@ impl Client {
     /// epoch being built, which only this writer builds (a rival runner's
     /// objects fail its own puts): the object holding exactly our bytes is
     /// ours, or equal to it, and either is what the epoch needs.
+    ///
+    /// A transient failure is tried again while the outage has lasted less
+    /// than `outage_wait_ms_max` (telling the notice hook): the upload runs in
+    /// the background, and what waits for it (`sync`, a checkpoint) pauses.
     async fn upload(&self, key: &str, payload: PutPayload) -> Result<(), StorageError> {
+        let mut outage = Outage::new(self, "put", key);
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match self.upload_once(key, payload.clone()).await {
+                Err(error) if error.is_transient() => {
+                    if !outage.failed(&error) {
+                        return Err(error);
+                    }
+                    tokio::time::sleep(self.backoff(attempts.min(16))).await;
+                }
+                result => {
+                    outage.answered();
+                    return result;
+                }
+            }
+        }
+    }
+
+    async fn upload_once(&self, key: &str, payload: PutPayload) -> Result<(), StorageError> {
         let unknown = match self.put_create(key, payload.clone()).await {
             Err(e @ StorageError::OutcomeUnknown { .. }) => e,
             result => return result,
@@ -774,7 +798,7 @@ impl S3Store {
     }
 
     /// The size of object `key`.
-    fn size(&self, key: &str, path: &Path) -> Result<u64, StorageError> {
+    fn head_size(&self, key: &str, path: &Path) -> Result<u64, StorageError> {
         let client = &self.client;
         self.runtime
             .block_on(client.retrying("head", key, || client.store.head(path)))
@@ -786,7 +810,7 @@ impl S3Store {
         let path = client.path(key);
         if range.start >= range.end {
             // No bytes to read, but a missing object is still reported.
-            return self.size(key, &path).map(|_| Vec::new());
+            return self.head_size(key, &path).map(|_| Vec::new());
         }
         let asked = range.end - range.start;
         let read = self.runtime.block_on(client.retrying("get", key, || {
@@ -807,7 +831,7 @@ impl S3Store {
             Err(e) if e.is_not_found() => Err(e),
             // A range that starts at or past the end is refused by S3 (416)
             // and by object_store's own checks; the trait wants no bytes.
-            Err(e) => match self.size(key, &path)? {
+            Err(e) => match self.head_size(key, &path)? {
                 size if size <= range.start => Ok(Vec::new()),
                 _ => Err(e),
             },
@@ -903,7 +927,7 @@ impl StorageBackend for S3Store {
         if !client.create_only {
             // Single writer on a storage that overwrites: check first. Not
             // atomic; the user guaranteed that nobody else writes.
-            match self.size(key, &client.path(key)) {
+            match self.head_size(key, &client.path(key)) {
                 Ok(_) => {
                     return Err(StorageError::AlreadyExists {
                         key: key.to_string(),
@@ -1058,6 +1082,15 @@ impl StorageBackend for S3Store {
         match deleted {
             Err(e) if e.is_not_found() => Ok(()),
             result => result,
+        }
+    }
+
+    fn size(&self, key: &str) -> Result<Option<u64>, StorageError> {
+        check_key(key)?;
+        match self.head_size(key, &self.client.path(key)) {
+            Ok(size) => Ok(Some(size)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
         }
     }
 }

@@ -355,6 +355,8 @@ fn body(map: &PageMapRef, count: u64) -> ManifestBody {
         pages_written: 1,
         pause_us: 0,
         resident_pages: vec![],
+        generations: Vec::new(),
+        writer: String::new(),
     };
     body.set_page_map(map);
     body
