@@ -51,7 +51,7 @@ pub struct StoreOption {
 
     /// For object storage: the most bytes of pages kept in the local cache
     /// (`0` turns it off) [default: 1GiB].
-    #[arg(long, value_name = "SIZE", value_parser = crate::persist::parse_size)]
+    #[arg(long, value_name = "SIZE", value_parser = parse_cache_size)]
     pub cache_size: Option<u64>,
 
     /// For object storage: where the local cache lives [default:
@@ -59,6 +59,14 @@ pub struct StoreOption {
     /// any moment.
     #[arg(long, value_name = "PATH")]
     pub cache_dir: Option<PathBuf>,
+}
+
+/// A cache size: `0` (no cache), or a size as `--physical-heap` takes it.
+fn parse_cache_size(text: &str) -> Result<u64, String> {
+    if text.trim() == "0" {
+        return Ok(0);
+    }
+    crate::persist::parse_size(text)
 }
 
 /// Where the store is.

@@ -421,3 +421,83 @@ fn a_wrong_endpoint_or_bucket_is_one_clear_error() {
     assert_eq!(message.lines().count(), 1, "{message}");
     assert!(message.contains("bucket"), "{message}");
 }
+
+#[test]
+fn two_resumers_race_fifty_times_and_exactly_one_runs_each_time() {
+    const ROUNDS: usize = 50;
+    let url = fresh_url("race");
+    let store = raw(&url);
+    let churn = example("churn.wat");
+    let first = spawn(&[
+        "run",
+        "--name",
+        "job",
+        "--store",
+        &url,
+        "--cache-size",
+        "0",
+        "--lease",
+        "2s",
+        "--invoke",
+        "churn",
+        churn.to_str().unwrap(),
+        "2000000000",
+        "2",
+    ]);
+    let stop = |child: Child| {
+        let term = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(term.success());
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(143), "{}", text(&out.stderr));
+    };
+    let began = Instant::now();
+    while newest_epoch(&store, "job") == 0 {
+        assert!(began.elapsed() < Duration::from_mins(1), "never started");
+        sleep(Duration::from_millis(20));
+    }
+    stop(first);
+    for round in 0..ROUNDS {
+        let before = newest_epoch(&store, "job");
+        let resume = || {
+            spawn(&[
+                "resume",
+                "job",
+                "--store",
+                &url,
+                "--cache-size",
+                "0",
+                "--lease",
+                "2s",
+            ])
+        };
+        let (mut a, mut b) = (resume(), resume());
+        // One is refused; the other runs until it is stopped.
+        let began = Instant::now();
+        let (winner, loser) = loop {
+            if a.try_wait().unwrap().is_some() {
+                break (b, a);
+            }
+            if b.try_wait().unwrap().is_some() {
+                break (a, b);
+            }
+            assert!(
+                began.elapsed() < Duration::from_secs(20),
+                "round {round}: neither resumer was refused"
+            );
+            sleep(Duration::from_millis(10));
+        };
+        let refused = loser.wait_with_output().unwrap();
+        assert_eq!(refused.status.code(), Some(1), "round {round}");
+        assert!(
+            text(&refused.stderr).contains("already running"),
+            "round {round}: {}",
+            text(&refused.stderr)
+        );
+        stop(winner);
+        // The winner's final checkpoint, and no one else's.
+        assert_eq!(newest_epoch(&store, "job"), before + 1, "round {round}");
+    }
+}
