@@ -501,3 +501,105 @@ fn two_resumers_race_fifty_times_and_exactly_one_runs_each_time() {
         assert_eq!(newest_epoch(&store, "job"), before + 1, "round {round}");
     }
 }
+
+#[test]
+fn through_a_faulty_network_nothing_is_lost_and_one_runner_runs() {
+    use ferrite_chaos::{FaultPlan, Proxy};
+    let endpoint = env("AWS_ENDPOINT_URL");
+    let upstream = endpoint
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .parse()
+        .unwrap();
+    let proxy = Proxy::start(upstream).unwrap();
+    let expected = churn_expected();
+    let url = fresh_url("chaos");
+    let store = raw(&url);
+    let churn = example("churn.wat");
+    let through_proxy = |args: &[&str]| {
+        Command::new(FERRITE)
+            .args(args)
+            .env("AWS_ENDPOINT_URL", proxy.url())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let cache = temp_dir("cache");
+    let common = [
+        "--store",
+        &url,
+        "--cache-dir",
+        cache.to_str().unwrap(),
+        "--lease",
+        "2s",
+    ];
+    // Open cleanly (the create-only probe is not what is tested here), then
+    // every fault from the first checkpoint on.
+    let mut args = vec!["run", "--name", "job"];
+    args.extend(common);
+    args.extend([
+        "--physical-heap",
+        PHYSICAL,
+        "--checkpoint-every",
+        "300ms",
+        "--invoke",
+        "churn",
+        churn.to_str().unwrap(),
+        CHURN_STEPS,
+        CHURN_MIB,
+    ]);
+    let mut child = through_proxy(&args);
+    let mut epoch = wait_for_checkpoint(&mut child, &store, 0).unwrap();
+    proxy.set_plan(FaultPlan {
+        seed: 7,
+        drop_before: 0.02,
+        lose_answer: 0.02,
+        error_500: 0.02,
+        error_503: 0.03,
+        delay: 0.05,
+        delay_ms_max: 200,
+    });
+    for _ in 0..3 {
+        let Some(newer) = wait_for_checkpoint(&mut child, &store, epoch) else {
+            break;
+        };
+        epoch = newer;
+        child.kill().unwrap();
+        child.wait().unwrap();
+        // A second resumer alongside: at most one of them runs.
+        let mut args = vec!["resume", "job"];
+        args.extend(common);
+        child = the_one_that_runs(through_proxy(&args), through_proxy(&args));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), expected, "{}", text(&out.stderr));
+    let counts = proxy.counts();
+    assert!(
+        counts.dropped_before + counts.answers_lost + counts.errors_500 + counts.errors_503 > 0,
+        "{counts:?}"
+    );
+    let _ = fs::remove_dir_all(cache);
+}
+
+/// Of two resumers of one process, waits for one to be refused (it fails) and
+/// returns the other, still running (or finished).
+fn the_one_that_runs(mut a: Child, mut b: Child) -> Child {
+    let began = Instant::now();
+    loop {
+        if let Some(status) = a.try_wait().unwrap() {
+            assert_eq!(status.code(), Some(1), "a refused resumer fails");
+            return b;
+        }
+        if let Some(status) = b.try_wait().unwrap() {
+            assert_eq!(status.code(), Some(1), "a refused resumer fails");
+            return a;
+        }
+        assert!(
+            began.elapsed() < Duration::from_mins(1),
+            "neither resumer was refused"
+        );
+        sleep(Duration::from_millis(20));
+    }
+}
