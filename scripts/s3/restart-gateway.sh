@@ -16,7 +16,7 @@ if [ -z "$dir" ] || [ ! -f "$conf" ] || [ ! -f "$pid_file" ]; then
     echo "s3/restart-gateway: '$dir' is not a running cluster of scripts/s3/up.sh" >&2
     exit 2
 fi
-port=$(sed -n 's/^rgw frontends = beast endpoint=127.0.0.1:\([0-9]*\)$/\1/p' "$conf")
+port=$(sed -n 's/^rgw frontends = beast endpoint=127.0.0.1:\([0-9]*\).*$/\1/p' "$conf")
 pid=$(cat "$pid_file")
 kill -TERM "$pid" 2>/dev/null || true
 for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done

@@ -122,7 +122,10 @@ osd op num threads per shard = 2
 osd memory target = 1073741824
 
 [client.rgw]
-rgw frontends = beast endpoint=127.0.0.1:$http_port
+# Without tcp_nodelay each answer on a reused connection waits about 40 ms
+# for the client's delayed ACK (Nagle's algorithm): 44 ms per small GET
+# instead of 3 (measured with curl on three requests over one connection).
+rgw frontends = beast endpoint=127.0.0.1:$http_port tcp_nodelay=1
 rgw dns name = 127.0.0.1
 rgw thread pool size = 32
 CONF
