@@ -133,13 +133,46 @@ fn sealed(
     }
 }
 
+/// How long a probe that found the storage honouring create-only puts is
+/// taken at its word: opens within it skip the probe.
+const PROBE_REMEMBERED: Duration = Duration::from_hours(24);
+
+/// The file, in the cache directory, that remembers a successful create-only
+/// probe of the storage at the endpoint and bucket of `url`.
+fn probe_marker(url: &str, option: &StoreOption) -> Option<PathBuf> {
+    use std::hash::{Hash, Hasher};
+    let dir = option.cache_dir.clone().or_else(default_cache_dir)?;
+    let bucket = url.trim_start_matches("s3://").split('/').next()?;
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    (endpoint, bucket).hash(&mut hasher);
+    Some(dir.join("probed").join(format!("{:016x}", hasher.finish())))
+}
+
 fn open_s3(url: &str, option: &StoreOption, read_only: bool) -> Result<S3Store, String> {
+    let marker = probe_marker(url, option);
+    let remembered = marker.as_ref().is_some_and(|marker| {
+        std::fs::metadata(marker)
+            .and_then(|meta| meta.modified())
+            .is_ok_and(|at| at.elapsed().is_ok_and(|age| age < PROBE_REMEMBERED))
+    });
     let options = S3Options {
         read_only,
         single_writer: option.single_writer,
+        create_only_known: remembered,
         ..S3Options::default()
     };
     let store = S3Store::open(url, &options).map_err(|e| e.to_string())?;
+    if !remembered && !read_only && !option.single_writer && store.honours_create_only() {
+        // Best effort: without it the next open probes again.
+        if let Some(marker) = marker {
+            let _ = marker
+                .parent()
+                .map(std::fs::create_dir_all)
+                .transpose()
+                .and_then(|_| std::fs::write(&marker, b"honours create-only puts\n"));
+        }
+    }
     // A fault, upload or listing that waits out an outage says so: one line
     // every ten seconds of an outage, whatever the number of requests, and
     // one when it ends.

@@ -114,6 +114,10 @@ pub struct S3Options {
     /// The most bytes of deferred puts uploading at once; `put_new_deferred`
     /// blocks while they are reached (1 MiB ..= 1 GiB).
     pub uploads_bytes_max: u64,
+    /// The caller knows, from an earlier probe of the same endpoint and
+    /// bucket, that the storage honours create-only puts: opening skips the
+    /// probe (two `PUT`s and a `DELETE`, the larger part of an open).
+    pub create_only_known: bool,
     /// How long an operation waits through an outage before the first
     /// [`StoreNotice::Waiting`] (0 ..= 1 h).
     pub notice_ms_first: u64,
@@ -133,6 +137,7 @@ impl Default for S3Options {
             connect_timeout_ms: 5_000,
             outage_wait_ms_max: 15 * 60_000,
             uploads_bytes_max: 16 << 20,
+            create_only_known: false,
             notice_ms_first: 3_000,
             notice_ms_every: 30_000,
         }
@@ -666,7 +671,8 @@ impl S3Store {
             runtime,
         };
         opened.check_reachable()?;
-        let create_only = options.read_only || opened.probe_create_only()?;
+        let create_only =
+            options.read_only || options.create_only_known || opened.probe_create_only()?;
         let Self {
             client,
             location,
