@@ -152,8 +152,26 @@ impl Bench {
         key: Option<&SealKey>,
         counts: &Arc<Counts>,
     ) -> Arc<dyn StorageBackend> {
+        self.stack_probed(prefix, cache, key, counts, false)
+    }
+
+    /// As `stack`; `remembered`: the device probed the storage before, so the
+    /// open skips the create-only probe (as the CLI does within 24 h of a
+    /// probe, remembered in its cache directory).
+    fn stack_probed(
+        &self,
+        prefix: &str,
+        cache: Option<&Path>,
+        key: Option<&SealKey>,
+        counts: &Arc<Counts>,
+        remembered: bool,
+    ) -> Arc<dyn StorageBackend> {
         let url = self.url(prefix);
-        let s3 = S3Store::open(&url, &S3Options::default()).unwrap();
+        let options = S3Options {
+            create_only_known: remembered,
+            ..S3Options::default()
+        };
+        let s3 = S3Store::open(&url, &options).unwrap();
         let counted: Arc<dyn StorageBackend> = Arc::new(Counted {
             inner: s3,
             counts: counts.clone(),
@@ -423,7 +441,7 @@ fn resume(bench: &Bench, args: &Args) {
     };
     let s3_warm = || {
         resume_once(
-            &|| bench.stack("resume", Some(&warm_dir), None, &counts),
+            &|| bench.stack_probed("resume", Some(&warm_dir), None, &counts, true),
             &lease,
         )
     };
