@@ -422,7 +422,11 @@ fn a_wrong_endpoint_or_bucket_is_one_clear_error() {
     assert!(message.contains("bucket"), "{message}");
     for (variable, value, hint) in [
         ("AWS_SECRET_ACCESS_KEY", "wrong", "credentials were refused"),
-        ("AWS_ENDPOINT_URL", "http://127.0.0.1:1", "endpoint cannot be reached"),
+        (
+            "AWS_ENDPOINT_URL",
+            "http://127.0.0.1:1",
+            "endpoint cannot be reached",
+        ),
     ] {
         let out = Command::new(FERRITE)
             .args(["ps", "--store", &fresh_url("bad")])

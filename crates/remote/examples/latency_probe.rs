@@ -8,7 +8,9 @@ use std::time::Instant;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let bucket = std::env::var("AWS_BUCKET")?;
     let rt = tokio::runtime::Runtime::new()?;
-    let raw = AmazonS3Builder::from_env().with_bucket_name(&bucket).build()?;
+    let raw = AmazonS3Builder::from_env()
+        .with_bucket_name(&bucket)
+        .build()?;
     let path = Path::from("bench/probe");
     rt.block_on(raw.put(&path, vec![1u8; 100].into()))?;
     for _ in 0..5 {
