@@ -13,7 +13,7 @@
 #![allow(clippy::unwrap_used)]
 
 use ferrite_ckpt::{
-    Claim, Invocation, LeaseConfig, LeaseKeeper, ManualClock, Manifest, ManifestBody,
+    Claim, Invocation, LeaseConfig, LeaseKeeper, Manifest, ManifestBody, ManualClock,
     ProcessStatus, ProcessStore, Session, StoreLease,
 };
 use ferrite_pagestore::{
