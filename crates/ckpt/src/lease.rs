@@ -243,6 +243,8 @@ pub struct StoreLease {
     /// Clock time at which the last successful renewal (or the grant) was sent.
     sent_at: Duration,
     renewals: u64,
+    /// Obtained after the previous holder's lease expired.
+    took_over: bool,
 }
 
 fn grant_key(prefix: &str, generation: u64) -> String {
@@ -422,6 +424,7 @@ impl StoreLease {
             if create(&*backend, &grant_key(&prefix, generation), &bytes, holder)? {
                 let mut lease = Self::held(backend, process, holder, generation, config, clock);
                 lease.sent_at = sent_at;
+                lease.took_over = grant.obtained == Obtained::Expired;
                 return Ok(lease);
             }
             // Another contender created it first: it is live.
@@ -489,7 +492,16 @@ impl StoreLease {
             clock,
             sent_at,
             renewals: 0,
+            took_over: false,
         }
+    }
+
+    /// Whether this lease was taken over from a holder that stopped renewing
+    /// it (a crash, or a holder cut off from the store) rather than released
+    /// or handed over: a write the old holder sent may still land (see
+    /// `Session::took_over`).
+    pub fn took_over(&self) -> bool {
+        self.took_over
     }
 
     /// The generation held: every object this runner writes may carry it.

@@ -124,6 +124,7 @@ pub struct LeaseKeeper {
     process: String,
     generation: u64,
     holder: String,
+    took_over: bool,
     margin: Duration,
     thread: Option<JoinHandle<()>>,
 }
@@ -159,6 +160,7 @@ impl LeaseKeeper {
         let generation = lease.generation();
         let holder = lease.holder().to_string();
         let process = lease.process().to_string();
+        let took_over = lease.took_over();
         let lease = Arc::new(Mutex::new(lease));
         let every = config.duration / 3;
         let thread = {
@@ -174,6 +176,7 @@ impl LeaseKeeper {
             process,
             generation,
             holder,
+            took_over,
             // Room for a host call started just before the check to end.
             margin: config.duration / 10,
             thread: Some(thread),
@@ -188,6 +191,11 @@ impl LeaseKeeper {
     /// The holder's unique tag.
     pub fn holder(&self) -> &str {
         &self.holder
+    }
+
+    /// Whether the lease was taken over from a holder that stopped renewing.
+    pub fn took_over(&self) -> bool {
+        self.took_over
     }
 
     /// Ok while the lease is valid (with a margin); [`LeaseError::Expired`]
@@ -458,6 +466,17 @@ impl Session {
     /// The claim.
     pub fn claim(&self) -> &Claim {
         &self.claim
+    }
+
+    /// Whether this runner took the process over from a runner whose lease
+    /// expired. That runner may have sent a manifest put that has not landed
+    /// yet (the network may hold a request longer than a lease); so before
+    /// this runner does anything a checkpoint does not capture, it commits
+    /// the checkpoint it resumed from again, as the next epoch: then the old
+    /// runner's late put of that epoch can only fail (create-only), or, if it
+    /// landed first, this runner is fenced before it has acted.
+    pub fn took_over(&self) -> bool {
+        matches!(&self.claim, Claim::Lease(keeper) if keeper.took_over())
     }
 
     /// Ok while this runner may act for the process; see [`LeaseKeeper::check`].

@@ -420,3 +420,34 @@ fn storage_errors_keep_their_kind() {
     let error = CkptError::from(error);
     assert!(matches!(error, CkptError::Storage(ref e) if e.kind() == StorageKind::Unavailable));
 }
+
+#[test]
+fn a_lease_taken_over_after_expiry_says_so_and_a_released_one_does_not() {
+    let backend: Arc<dyn StorageBackend> = Arc::new(MemStore::new());
+    let first = keeper(&backend, "a").unwrap();
+    assert!(!first.took_over());
+    // Stops renewing (a crash): the next runner waits it out and takes over.
+    drop(first);
+    let clock = Arc::new(MonotonicClock::default());
+    let lease = StoreLease::acquire(
+        backend.clone(),
+        "job",
+        "b",
+        lease_config(),
+        clock.clone(),
+        true,
+        &mut std::thread::sleep,
+    )
+    .unwrap();
+    assert!(lease.took_over());
+    let session = Session::open(
+        backend.clone(),
+        "job",
+        Claim::Lease(LeaseKeeper::start(lease, clock)),
+    )
+    .unwrap();
+    assert!(session.took_over());
+    session.release().unwrap();
+    let third = keeper(&backend, "c").unwrap();
+    assert!(!third.took_over(), "a released lease is not taken over");
+}

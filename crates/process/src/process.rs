@@ -497,6 +497,10 @@ impl Process {
         process
             .prefetch_pages
             .clone_from(&manifest.body.resident_pages);
+        if process.session.took_over() {
+            // A takeover commit: see `Session::took_over`.
+            process.checkpoint()?;
+        }
         report.ready_after = began.elapsed();
         Ok((process, report))
     }
