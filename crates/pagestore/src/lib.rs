@@ -32,9 +32,9 @@
 //! | Operation | Cost |
 //! |-----------|------|
 //! | `write_page` | an append to a 1 MiB in-memory segment buffer (or an in-place replace of a version still in it); a `put_new_deferred` (no sync) per full segment |
-//! | `read_page` | one ranged `get` (or a buffer copy), checksum verified; sequential faults fetch up to 256 KiB of following records at once |
+//! | `read_page` | one ranged `get` (or a buffer copy), checksum verified; sequential faults fetch up to 256 KiB of following records at once (an eighth more to finish a segment) |
 //! | `commit_maps` | compaction of sparse segments (bounded), a `put_new_deferred` for the open segment and per changed 4096-page chunk, then one `sync` of all the epoch's objects |
-//! | memory | the open segment (1 MiB), at most 32 loaded map chunks of 64 KiB (clean ones dropped, dirty ones written early), a 256 KiB readahead buffer: under 4 MiB whatever the heap size |
+//! | memory | the open segment (1 MiB), at most 32 loaded map chunks of 64 KiB (clean ones dropped, dirty ones written early), a readahead buffer of about 256 KiB: under 4 MiB whatever the heap size |
 //! | [`LocalStore`] reads | `pread` on one of 16 cached open handles |
 //! | [`SealedStore`] | per object 40 bytes of header and 16 per 4 KiB chunk; a read opens the chunks it covers (two for a page record); see `examples/sealed_cost.rs` |
 
