@@ -609,7 +609,8 @@ impl ProcessStore {
     }
 
     /// [`ProcessStore::remove`], calling `progress(removed, total)` after each
-    /// object (a large process has thousands).
+    /// object (a large process has thousands): its data first, its lease
+    /// objects last ([`ProcessStore::remove_leases`]).
     ///
     /// # Errors
     /// Storage failures.
@@ -617,10 +618,38 @@ impl ProcessStore {
         &self,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<(), StorageError> {
-        let keys = self.backend.list(&self.prefix)?;
+        self.remove_data(progress)?;
+        self.remove_leases()
+    }
+
+    /// Removes every object of the process but its lease objects (which say
+    /// who holds it: the caller removes them last, once it lets go), calling
+    /// `progress(removed, total)` after each.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub fn remove_data(&self, progress: &mut dyn FnMut(usize, usize)) -> Result<(), StorageError> {
+        let leases = format!("{}leases/", self.prefix);
+        let keys: Vec<String> = self
+            .backend
+            .list(&self.prefix)?
+            .into_iter()
+            .filter(|key| !key.starts_with(&leases))
+            .collect();
         for (done, key) in keys.iter().enumerate() {
             self.backend.delete(key)?;
             progress(done + 1, keys.len());
+        }
+        Ok(())
+    }
+
+    /// Removes the lease objects of the process.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub fn remove_leases(&self) -> Result<(), StorageError> {
+        for key in self.backend.list(&format!("{}leases/", self.prefix))? {
+            self.backend.delete(&key)?;
         }
         Ok(())
     }

@@ -372,6 +372,9 @@ pub struct Session {
     /// and to put its manifest) before it fails.
     wait_max: Duration,
     notice: Option<Arc<WaitNotice>>,
+    /// The lease objects of earlier runners were removed (once per session:
+    /// only a new runner adds to them).
+    history_removed: AtomicBool,
 }
 
 impl fmt::Debug for Session {
@@ -422,6 +425,7 @@ impl Session {
             committed: 0,
             wait_max: Duration::from_mins(1),
             notice: None,
+            history_removed: AtomicBool::new(false),
         })
     }
 
@@ -524,6 +528,23 @@ impl Session {
         }
     }
 
+    /// Returns once this runner may act: at once while the claim holds;
+    /// after a pause while the lease could not be renewed (up to the wait set
+    /// by [`Session::set_waiting`], telling its notice every few seconds).
+    ///
+    /// # Errors
+    /// [`CkptError::Lease`] once fenced, or when the wait runs out.
+    pub fn wait_claimed(&self) -> Result<(), CkptError> {
+        match self.check() {
+            Err(CkptError::Lease(LeaseError::Expired { .. })) => {
+                self.wait_valid(self.wait_max, Duration::from_secs(3), &mut |waited, why| {
+                    self.tell(waited, why);
+                })
+            }
+            result => result,
+        }
+    }
+
     /// Finds the checkpoint to resume (see [`ProcessStore::recover_from`]),
     /// under the claim: recovery may move objects aside.
     ///
@@ -544,14 +565,7 @@ impl Session {
     /// [`CkptError::Lease`], storage failures.
     pub fn remove_remains(&self) -> Result<(), CkptError> {
         self.check()?;
-        let backend = self.store.backend();
-        let leases = format!("{}leases/", self.store.prefix());
-        for key in backend.list(self.store.prefix())? {
-            if !key.starts_with(&leases) {
-                backend.delete(&key)?;
-            }
-        }
-        Ok(())
+        Ok(self.store.remove_data(&mut |_, _| {})?)
     }
 
     /// A page store positioned after checkpoint `committed` (or a new one),
@@ -607,12 +621,7 @@ impl Session {
         };
         // The pages' upload may have outlasted a lease the store could not
         // renew meanwhile: wait for it to be valid again (or fenced).
-        let notice = self.notice.clone();
-        self.wait_valid(self.wait_max, Duration::from_secs(3), &mut |waited, why| {
-            if let Some(notice) = &notice {
-                notice(waited, why);
-            }
-        })?;
+        self.wait_claimed()?;
         let settled_by_reading = self.put_manifest(&manifest)?;
         if let Some((pages, committed_map)) = map {
             pages.committed(committed_map);
@@ -701,11 +710,10 @@ impl Session {
     pub fn gc(&self, keep: usize) -> Result<GcReport, CkptError> {
         self.check()?;
         let report = self.store.gc(keep)?;
-        let lease_generation = match &self.claim {
-            Claim::Lease(keeper) => keeper.generation(),
-            _ => self.generation,
-        };
-        remove_lease_history(&**self.store.backend(), self.name(), lease_generation)?;
+        if !self.history_removed.load(Ordering::Relaxed) {
+            remove_lease_history(&**self.store.backend(), self.name(), self.generation)?;
+            self.history_removed.store(true, Ordering::Relaxed);
+        }
         Ok(report)
     }
 

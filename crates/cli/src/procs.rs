@@ -561,27 +561,21 @@ fn remove(options: &RmOptions) -> Result<String, String> {
         Location::S3(_) => store::claim(&store, &options.store, name)
             .map_err(|message| format!("{message}; stop it before removing it"))?,
     };
-    let leases = format!("{}leases/", process.prefix());
     // A bar on a terminal when there is much to delete.
     let mut bar: Option<indicatif::ProgressBar> = None;
-    let keys: Vec<String> = store
-        .backend
-        .list(process.prefix())
-        .map_err(|e| e.to_string())?
-        .into_iter()
-        .filter(|key| !key.starts_with(&leases))
-        .collect();
-    for (done, key) in keys.iter().enumerate() {
-        store.backend.delete(key).map_err(|e| e.to_string())?;
-        if keys.len() >= PROGRESS_OBJECTS_MIN && io::stderr().is_terminal() {
+    process
+        .remove_data(&mut |done, total| {
+            if total < PROGRESS_OBJECTS_MIN || !io::stderr().is_terminal() {
+                return;
+            }
             let bar = bar.get_or_insert_with(|| {
-                let bar = indicatif::ProgressBar::new(keys.len() as u64);
+                let bar = indicatif::ProgressBar::new(total as u64);
                 bar.set_message(format!("removing {name}"));
                 bar
             });
-            bar.set_position(done as u64 + 1);
-        }
-    }
+            bar.set_position(done as u64);
+        })
+        .map_err(|e| e.to_string())?;
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
@@ -592,32 +586,23 @@ fn remove(options: &RmOptions) -> Result<String, String> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(format!("cannot remove {}: {e}", journal.display())),
     }
-    match claim {
-        ferrite_ckpt::Claim::Local(lock) => {
-            // The lease history last (a local runner records its generation).
-            for key in store.backend.list(&leases).map_err(|e| e.to_string())? {
-                store.backend.delete(&key).map_err(|e| e.to_string())?;
-            }
-            if let Location::Local(root) = &store.location {
-                if let Ok(Some(dir)) = crate::store_path::StoreDir::open(root) {
-                    dir.prune(process.prefix());
-                }
-            }
-            // The lock file goes while the lock is held: a runner that opened
-            // the old file finds it locked (and stops), or locks it after this
-            // and sees that the path no longer names it (and starts over on a
-            // new file).
-            let path = lock.path().to_path_buf();
-            lock.remove()
-                .map_err(|e| format!("cannot remove {}: {e}", path.display()))?;
+    // The lease objects last, once nothing renews them any more; a local
+    // run lock (its file removed while held, see `ProcessLock::remove`) after.
+    let lock = match claim {
+        ferrite_ckpt::Claim::Local(lock) => Some(lock),
+        other => {
+            drop(other);
+            None
         }
-        claim => {
-            // Stop renewing, then remove the lease itself: the process is gone.
-            drop(claim);
-            for key in store.backend.list(&leases).map_err(|e| e.to_string())? {
-                store.backend.delete(&key).map_err(|e| e.to_string())?;
-            }
+    };
+    process.remove_leases().map_err(|e| e.to_string())?;
+    if let (Some(lock), Some(root)) = (lock, store.location.local()) {
+        if let Ok(Some(dir)) = crate::store_path::StoreDir::open(root) {
+            dir.prune(process.prefix());
         }
+        let path = lock.path().to_path_buf();
+        lock.remove()
+            .map_err(|e| format!("cannot remove {}: {e}", path.display()))?;
     }
     Ok(format!("removed {name}\n"))
 }

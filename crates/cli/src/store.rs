@@ -21,7 +21,7 @@ use std::{
 };
 
 /// The store options shared by the subcommands.
-#[derive(Debug, Args, Clone)]
+#[derive(Debug, Args, Clone, Default)]
 pub struct StoreOption {
     /// The store: a directory, or `s3://BUCKET/PREFIX` for S3-compatible
     /// object storage (endpoint, region and credentials from the usual
@@ -342,20 +342,13 @@ pub(crate) fn journal_dir(location: &Location, name: &str) -> Result<PathBuf, St
     match location {
         Location::Local(root) => Ok(root.join("journals").join(name)),
         Location::S3(url) => {
-            let data = store_root(None).or_else(|_| {
-                std::env::var_os("HOME")
+            // The default local store directory's parent data directory, never
+            // an `s3://` value of `$FERRITE_STORE`.
+            let data = match Location::of(&StoreOption::default())? {
+                Location::Local(dir) => dir,
+                Location::S3(_) => std::env::var_os("HOME")
                     .map(|home| PathBuf::from(home).join(".local/share/ferrite"))
-                    .ok_or_else(|| "cannot find a data directory for the file journal".to_string())
-            })?;
-            // A data directory that is itself an S3 URL is no place for files.
-            let data = if data.to_str().is_some_and(|d| d.starts_with("s3://")) {
-                std::env::var_os("HOME")
-                    .map(|home| PathBuf::from(home).join(".local/share/ferrite"))
-                    .ok_or_else(|| {
-                        "cannot find a data directory for the file journal".to_string()
-                    })?
-            } else {
-                data
+                    .ok_or("cannot find a data directory for the file journal")?,
             };
             let safe: String = url
                 .trim_start_matches("s3://")

@@ -20,35 +20,14 @@ use std::{
         Arc,
     },
     thread::sleep,
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant},
 };
 
 const FERRITE: &str = env!("CARGO_BIN_EXE_ferrite");
 
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!(
-            "{name} is not set: these tests need an S3 gateway. Run scripts/test.sh, or \
-             start one with scripts/s3/up.sh and export the AWS_* variables it prints"
-        )
-    })
-}
-
-/// A fresh prefix of the gateway's bucket.
-fn fresh_url(test: &str) -> String {
-    static SEQ: AtomicU32 = AtomicU32::new(0);
-    env("AWS_ENDPOINT_URL");
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!(
-        "s3://{}/cli-tests/{test}-{}-{nanos}-{}",
-        env("AWS_BUCKET"),
-        std::process::id(),
-        SEQ.fetch_add(1, Ordering::Relaxed)
-    )
-}
+#[path = "support/gateway.rs"]
+mod gateway;
+use gateway::{env, fresh_url};
 
 /// A fresh directory (not created) for a local cache or a key file.
 fn temp_dir(label: &str) -> PathBuf {

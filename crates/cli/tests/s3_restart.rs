@@ -17,19 +17,14 @@ use std::{
     process::{Command, Stdio},
     sync::Arc,
     thread::sleep,
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant},
 };
 
 const FERRITE: &str = env!("CARGO_BIN_EXE_ferrite");
 
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!(
-            "{name} is not set: this test needs the gateway of scripts/s3/up.sh. Run \
-             scripts/test.sh, or export the variables up.sh prints"
-        )
-    })
-}
+#[path = "support/gateway.rs"]
+mod gateway;
+use gateway::{env, fresh_url};
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
@@ -47,16 +42,9 @@ fn the_gateway_restarted_under_a_process_costs_a_pause_and_nothing_else() {
         .output()
         .unwrap();
     assert!(expected.status.success());
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let url = format!(
-        "s3://{}/cli-tests/restart-{}-{nanos}",
-        env("AWS_BUCKET"),
-        std::process::id()
-    );
-    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("restart-{nanos}"));
+    let url = fresh_url("restart");
+    let cache =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("restart-{}", std::process::id()));
     let child = Command::new(FERRITE)
         .args([
             "run",

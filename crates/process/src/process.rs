@@ -5,8 +5,7 @@ use crate::{
     ProcessError,
 };
 use ferrite_ckpt::{
-    CkptError, Claim, Invocation, LeaseError, Manifest, ManifestBody, Modules, ProcessStatus,
-    Session,
+    Claim, Invocation, Manifest, ManifestBody, Modules, ProcessStatus, Session, WaitNotice,
 };
 use ferrite_heap::{HeapStats, PAGE_SIZE};
 use ferrite_pagestore::{PageStoreStats, StorageBackend};
@@ -61,10 +60,7 @@ pub struct ProcessOptions {
 
 /// A callback for what a process waits for (the CLI prints it on stderr).
 #[derive(Clone)]
-pub struct Notice(pub Arc<NoticeFn>);
-
-/// What a [`Notice`] calls: how long the process has waited, and why.
-pub type NoticeFn = dyn Fn(Duration, &str) + Send + Sync;
+pub struct Notice(pub Arc<WaitNotice>);
 
 impl std::fmt::Debug for Notice {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -683,7 +679,7 @@ impl Process {
                     };
                     // A host call leaves traces outside the store: only while
                     // this runner surely holds the process.
-                    self.wait_for_claim()?;
+                    self.session.wait_claimed()?;
                     let memory = self.memory.map(|memory| self.store.memory_mut(memory));
                     let answer = self.wasi.call(memory, func, &args);
                     // A host call that touched a page the store could not give
@@ -721,30 +717,6 @@ impl Process {
                 Ok(None)
             }
             Phase::Main => Ok(Some(Outcome::Returned(results))),
-        }
-    }
-
-    /// Returns once the runner holds the process: at once while its lease is
-    /// valid; after a pause while the lease could not be renewed (the store
-    /// unreachable), telling `options.notice`.
-    fn wait_for_claim(&self) -> Result<(), ProcessError> {
-        match self.session.check() {
-            Ok(()) => Ok(()),
-            Err(CkptError::Lease(LeaseError::Expired { .. })) => {
-                let notice = self.options.notice.clone();
-                self.session
-                    .wait_valid(
-                        self.options.lease_wait_max,
-                        Duration::from_secs(3),
-                        &mut |waited, why| {
-                            if let Some(Notice(notice)) = &notice {
-                                notice(waited, why);
-                            }
-                        },
-                    )
-                    .map_err(ProcessError::from)
-            }
-            Err(error) => Err(error.into()),
         }
     }
 
