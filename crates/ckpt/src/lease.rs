@@ -173,6 +173,9 @@ pub enum LeaseError {
     Damaged { key: String, reason: String },
     #[error("invalid lease configuration {0}")]
     Config(String),
+    /// The caller stopped waiting for the lease, for the reason given.
+    #[error("{0}")]
+    GaveUp(String),
     #[error(transparent)]
     Storage(#[from] StorageError),
 }
@@ -363,6 +366,35 @@ impl StoreLease {
         wait_while_held: bool,
         sleep: &mut dyn FnMut(Duration),
     ) -> Result<Self, LeaseError> {
+        Self::acquire_until(
+            backend,
+            process,
+            holder,
+            config,
+            clock,
+            wait_while_held,
+            &mut |poll| {
+                sleep(poll);
+                Ok(())
+            },
+        )
+    }
+
+    /// As [`StoreLease::acquire`], but `sleep` may end the wait with an
+    /// error, which is returned (a take-over that was refused, a deadline).
+    ///
+    /// # Errors
+    /// As [`StoreLease::acquire`], and the errors of `sleep`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn acquire_until(
+        backend: Arc<dyn StorageBackend>,
+        process: &str,
+        holder: &str,
+        config: LeaseConfig,
+        clock: Arc<dyn Clock>,
+        wait_while_held: bool,
+        sleep: &mut dyn FnMut(Duration) -> Result<(), LeaseError>,
+    ) -> Result<Self, LeaseError> {
         config.check()?;
         let prefix = format!("procs/{process}/leases/");
         let mut watched: Option<((u64, u64), Duration)> = None;
@@ -451,7 +483,7 @@ impl StoreLease {
         config: &LeaseConfig,
         clock: &dyn Clock,
         wait_while_held: bool,
-        sleep: &mut dyn FnMut(Duration),
+        sleep: &mut dyn FnMut(Duration) -> Result<(), LeaseError>,
     ) -> Result<Option<(u64, Obtained)>, LeaseError> {
         let now = clock.now();
         match *watched {
@@ -469,7 +501,7 @@ impl StoreLease {
             }
             _ => *watched = Some((seen, now)),
         }
-        sleep(config.poll);
+        sleep(config.poll)?;
         Ok(None)
     }
 
@@ -615,6 +647,11 @@ impl StoreLease {
         Ok(())
     }
 
+    /// The store the lease is held in.
+    pub(crate) fn backend(&self) -> &Arc<dyn StorageBackend> {
+        &self.backend
+    }
+
     /// The process the lease is of.
     pub fn process(&self) -> &str {
         &self.process
@@ -741,6 +778,50 @@ pub fn remove_lease_history(
         }
     }
     Ok(removed)
+}
+
+/// What a requester sees of the lease of a process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaseState {
+    /// No lease was ever taken.
+    None,
+    /// The last holder released it.
+    Released { generation: u64 },
+    /// `holder` holds generation `generation` (or held it, if it crashed:
+    /// only watching for renewals tells). `recorded`: a runner under a local
+    /// lock recorded it and never renews it.
+    Held {
+        generation: u64,
+        holder: String,
+        recorded: bool,
+    },
+    /// Handed over to `holder`, which has not renewed it yet.
+    HandedTo { generation: u64, holder: String },
+}
+
+/// The state of the lease of `process`.
+///
+/// # Errors
+/// Storage failures; damaged lease objects.
+pub fn lease_state(backend: &dyn StorageBackend, process: &str) -> Result<LeaseState, LeaseError> {
+    let prefix = format!("procs/{process}/leases/");
+    Ok(match view(backend, &prefix)? {
+        View::None => LeaseState::None,
+        View::Released { generation } => LeaseState::Released { generation },
+        View::HandedTo {
+            generation, holder, ..
+        } => LeaseState::HandedTo { generation, holder },
+        View::Live {
+            generation, holder, ..
+        } => {
+            let grant = read_grant(backend, &grant_key(&prefix, generation))?;
+            LeaseState::Held {
+                generation,
+                holder,
+                recorded: grant.obtained == Obtained::Recorded,
+            }
+        }
+    })
 }
 
 /// The runner that holds (or, if it crashed, last held) the lease of

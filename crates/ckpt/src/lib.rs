@@ -39,10 +39,11 @@ mod lease;
 mod lock;
 mod manifest;
 mod process;
+pub mod requests;
 mod session;
 
 pub use lease::{
-    lease_holder, record_generation, remove_lease_history, Clock, LeaseConfig, LeaseError,
+    lease_holder, lease_state, record_generation, LeaseState, remove_lease_history, Clock, LeaseConfig, LeaseError,
     ManualClock, MonotonicClock, StoreLease,
 };
 pub use lock::{LockError, ProcessLock, LOCK_ATTEMPTS_MAX};

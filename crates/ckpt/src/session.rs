@@ -23,17 +23,19 @@
 
 use crate::{
     lease::{record_generation, remove_lease_history, Clock, LeaseError, StoreLease},
+    requests::{self, Answer, StoreRequest},
     CkptError, GcReport, Manifest, ManifestBody, ProcessLock, ProcessStore, Recovery,
 };
 use ferrite_pagestore::{PageStore, StorageBackend, StorageError, StorageKind};
 use std::{
+    collections::BTreeSet,
     fmt,
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
         Arc, Condvar, Mutex, PoisonError,
     },
     thread::JoinHandle,
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 /// How a runner holds a process so that it runs in one place only.
@@ -98,6 +100,14 @@ struct KeeperShared {
     renewals: AtomicU64,
     regains: AtomicU64,
     is_fenced: AtomicBool,
+    /// Requests found in the store and not yet taken by the runner.
+    requests: Mutex<Vec<StoreRequest>>,
+    /// The keys of every request found, so that each is taken once.
+    seen: Mutex<BTreeSet<String>>,
+    /// Raised when a request is found, to interrupt the running process.
+    interrupt: Mutex<Option<Arc<AtomicBool>>>,
+    /// Look for requests now (the store said one was created).
+    look_now: AtomicBool,
 }
 
 impl KeeperShared {
@@ -155,6 +165,10 @@ impl LeaseKeeper {
             renewals: AtomicU64::new(0),
             regains: AtomicU64::new(0),
             is_fenced: AtomicBool::new(false),
+            requests: Mutex::new(Vec::new()),
+            seen: Mutex::new(BTreeSet::new()),
+            interrupt: Mutex::new(None),
+            look_now: AtomicBool::new(true),
         });
         shared.set_valid_until(lease.valid_until());
         let generation = lease.generation();
@@ -165,9 +179,10 @@ impl LeaseKeeper {
         let every = config.duration / 3;
         let thread = {
             let (shared, lease) = (shared.clone(), lease.clone());
+            let generation_min = generation;
             std::thread::Builder::new()
                 .name("ferrite-lease".into())
-                .spawn(move || keep(&shared, &lease, every))
+                .spawn(move || keep(&shared, &lease, every, generation_min))
                 .expect("the lease keeper thread starts")
         };
         Self {
@@ -259,6 +274,60 @@ impl LeaseKeeper {
         )
     }
 
+    /// Raises `flag` whenever a request to this runner is found in the store
+    /// (the process's interrupt flag, so that the run loop takes it soon).
+    pub fn set_interrupt(&self, flag: Arc<AtomicBool>) {
+        if !KeeperShared::lock(&self.shared.requests).is_empty() {
+            flag.store(true, Ordering::SeqCst);
+        }
+        *KeeperShared::lock(&self.shared.interrupt) = Some(flag);
+    }
+
+    /// Takes the requests found since the last call (see
+    /// [`crate::requests`]); each request is returned once.
+    pub fn take_requests(&self) -> Vec<StoreRequest> {
+        std::mem::take(&mut *KeeperShared::lock(&self.shared.requests))
+    }
+
+    /// Makes the keeper look for requests now rather than at its next
+    /// renewal (the store told of a new one).
+    pub fn look_now(&self) {
+        self.shared.look_now.store(true, Ordering::Release);
+        self.shared.wake.notify_all();
+    }
+
+    /// A function that makes the keeper look for requests now, for a store
+    /// that pushes the news of new objects.
+    pub fn looker(&self) -> impl Fn() + Send + Sync + 'static {
+        let shared = Arc::downgrade(&self.shared);
+        move || {
+            if let Some(shared) = shared.upgrade() {
+                shared.look_now.store(true, Ordering::Release);
+                shared.wake.notify_all();
+            }
+        }
+    }
+
+    /// Stops renewing and hands the lease to runner `to`, which takes it at
+    /// once. The caller has committed its last checkpoint.
+    ///
+    /// # Errors
+    /// [`LeaseError::Fenced`] if another runner took over meanwhile, storage
+    /// failures (the lease then expires by itself, and `to` takes it then).
+    pub fn hand_over(mut self, to: &str) -> Result<(), LeaseError> {
+        self.stop_thread();
+        if self.shared.is_fenced.load(Ordering::Acquire) {
+            return Err(self.fenced_error());
+        }
+        let lease = Arc::clone(&self.lease);
+        drop(self);
+        let lease = Arc::try_unwrap(lease)
+            .map_err(|_| LeaseError::Config("the lease is still shared".into()))?
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner);
+        lease.hand_over(to)
+    }
+
     fn stop_thread(&mut self) {
         *KeeperShared::lock(&self.shared.stop) = true;
         self.shared.wake.notify_all();
@@ -293,20 +362,32 @@ impl Drop for LeaseKeeper {
     }
 }
 
-/// The keeper thread: renew every `every`, regain after a lapse, stop when
-/// fenced or asked to.
-fn keep(shared: &KeeperShared, lease: &Mutex<StoreLease>, every: Duration) {
+/// The keeper thread: renew every `every`, regain after a lapse, look for
+/// requests after each renewal and when told to, stop when fenced or asked
+/// to.
+fn keep(shared: &KeeperShared, lease: &Mutex<StoreLease>, every: Duration, generation_min: u64) {
     let mut wait = every;
+    let mut renew_at = Instant::now() + wait;
     loop {
         {
             let stop = KeeperShared::lock(&shared.stop);
+            let timeout = renew_at.saturating_duration_since(Instant::now());
             let (stop, _) = shared
                 .wake
-                .wait_timeout_while(stop, wait, |stop| !*stop)
+                .wait_timeout_while(stop, timeout, |stop| {
+                    !*stop && !shared.look_now.load(Ordering::Acquire)
+                })
                 .unwrap_or_else(PoisonError::into_inner);
             if *stop {
                 return;
             }
+        }
+        if shared.look_now.swap(false, Ordering::AcqRel) {
+            let lease = KeeperShared::lock(lease);
+            look_for_requests(shared, &lease, generation_min);
+        }
+        if Instant::now() < renew_at {
+            continue;
         }
         let mut lease = KeeperShared::lock(lease);
         let lapsed = lease.remaining().is_zero();
@@ -326,6 +407,7 @@ fn keep(shared: &KeeperShared, lease: &Mutex<StoreLease>, every: Duration) {
                 counter.fetch_add(1, Ordering::Relaxed);
                 *KeeperShared::lock(&shared.failing) = None;
                 wait = every;
+                look_for_requests(shared, &lease, generation_min);
             }
             Err(error @ (LeaseError::Fenced { .. } | LeaseError::Damaged { .. })) => {
                 *KeeperShared::lock(&shared.fenced) = Some(error);
@@ -339,6 +421,37 @@ fn keep(shared: &KeeperShared, lease: &Mutex<StoreLease>, every: Duration) {
                 wait = (every / 4).max(Duration::from_millis(50));
             }
         }
+        renew_at = Instant::now() + wait;
+    }
+}
+
+/// Lists the requests addressed to this runner; queues the new ones and
+/// raises the interrupt flag. Undecodable requests are answered with a
+/// refusal. A failure is left to the next look.
+fn look_for_requests(shared: &KeeperShared, lease: &StoreLease, generation_min: u64) {
+    let backend = lease.backend();
+    let Ok(pending) = requests::pending_requests(&**backend, lease.process(), generation_min)
+    else {
+        return;
+    };
+    let mut seen = KeeperShared::lock(&shared.seen);
+    for (key, reason) in pending.damaged {
+        if seen.insert(key.clone()) {
+            let why = format!("the request does not decode: {reason}");
+            let _ = requests::answer_request(&**backend, &key, &Answer::refused(&why));
+        }
+    }
+    let new: Vec<StoreRequest> = pending
+        .requests
+        .into_iter()
+        .filter(|request| seen.insert(request.key.clone()))
+        .collect();
+    if new.is_empty() {
+        return;
+    }
+    KeeperShared::lock(&shared.requests).extend(new);
+    if let Some(flag) = &*KeeperShared::lock(&shared.interrupt) {
+        flag.store(true, Ordering::SeqCst);
     }
 }
 
@@ -715,6 +828,50 @@ impl Session {
             self.history_removed.store(true, Ordering::Relaxed);
         }
         Ok(report)
+    }
+
+    /// Takes the requests to this runner found in the store since the last
+    /// call (none for a local claim: its runner is asked by signals).
+    pub fn take_requests(&self) -> Vec<StoreRequest> {
+        match &self.claim {
+            Claim::Lease(keeper) => keeper.take_requests(),
+            Claim::Local(_) | Claim::Exclusive => Vec::new(),
+        }
+    }
+
+    /// Raises `flag` when a request to this runner is found in the store.
+    pub fn set_interrupt(&self, flag: Arc<AtomicBool>) {
+        if let Claim::Lease(keeper) = &self.claim {
+            keeper.set_interrupt(flag);
+        }
+    }
+
+    /// Answers `request`.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub fn answer(&self, request: &StoreRequest, answer: &Answer) -> Result<(), CkptError> {
+        Ok(requests::answer_request(
+            &**self.store.backend(),
+            &request.key,
+            answer,
+        )?)
+    }
+
+    /// Ends the session by handing the lease to runner `to`, which takes the
+    /// process over at once: the caller has committed its last checkpoint.
+    ///
+    /// # Errors
+    /// [`CkptError::Lease`]: fenced, or the hand-over could not be written
+    /// (the lease then expires by itself and `to` takes it then); a claim
+    /// that is not a lease cannot be handed over.
+    pub fn hand_over(self, to: &str) -> Result<(), CkptError> {
+        match self.claim {
+            Claim::Lease(keeper) => keeper.hand_over(to).map_err(CkptError::Lease),
+            Claim::Local(_) | Claim::Exclusive => Err(CkptError::Lease(LeaseError::Config(
+                "only a lease held in the store can be handed over".into(),
+            ))),
+        }
     }
 
     /// Ends the session, releasing a lease so that another runner may take

@@ -9,6 +9,7 @@
 //! own module.
 
 mod args;
+mod migrate;
 mod persist;
 mod procs;
 mod run;

@@ -20,6 +20,7 @@
 //! |          | purpose with `ferrite resume NAME --from-checkpoint N`)             |
 
 use crate::{
+    migrate,
     run::{exit_code, print_results, print_trap, trap_exit_code},
     store::{self, Location, StoreOption},
 };
@@ -105,14 +106,28 @@ pub struct ResumeOptions {
     #[arg(long, value_name = "N", conflicts_with = "all")]
     pub from_checkpoint: Option<u64>,
 
+    /// Move the process here while it runs elsewhere (live migration, for a
+    /// store in object storage or on a heap server): its runner sends its
+    /// dirty pages in rounds while it runs on, stops, commits and hands the
+    /// process over; this runner fetches the committed pages meanwhile and
+    /// starts at once, faulting in the rest.
+    #[arg(long, conflicts_with_all = ["all", "from_checkpoint"])]
+    pub take_over: bool,
+
+    /// With `--take-over`: give up waiting for the hand-over after DURATION.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10min")]
+    pub take_over_wait: Duration,
+
     #[command(flatten)]
     pub persist: PersistOptions,
 }
 
 /// Ask a running named process to commit a checkpoint now.
 ///
-/// Signals the runner (SIGUSR1) and waits until the new checkpoint is
-/// committed, then prints its epoch.
+/// Asks the runner (with SIGUSR1, or SIGTERM for `--stop`, on a local store;
+/// with a request in the store that its lease keeper finds, on object
+/// storage or a heap server, wherever the runner is) and waits until the new
+/// checkpoint is committed, then prints its epoch.
 #[derive(Debug, Args)]
 pub struct CheckpointOptions {
     /// The process name.
@@ -122,6 +137,11 @@ pub struct CheckpointOptions {
     /// Give up waiting after DURATION.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "60s")]
     pub timeout: Duration,
+
+    /// Stop the process after the checkpoint (cold migration: resume it on
+    /// any machine that reaches its store).
+    #[arg(long)]
+    pub stop: bool,
 
     #[command(flatten)]
     pub store: StoreOption,
@@ -265,18 +285,44 @@ struct Runner {
     claim: ferrite_ckpt::Claim,
     journal_dir: PathBuf,
     cache: Option<ferrite_remote::CacheStatsHandle>,
+    /// How the process came here, for `--take-over`.
+    moved: Option<migrate::TakeOver>,
 }
 
-fn open_for_runner(option: &StoreOption, name: &str) -> Result<Runner, String> {
+/// Opens the store and claims process `name`: at once, or with
+/// `take_over`, by asking its runner to hand it over (waiting at most that
+/// long).
+fn open_for_runner(
+    option: &StoreOption,
+    name: &str,
+    take_over: Option<Duration>,
+) -> Result<Runner, String> {
     ferrite_ckpt::check_process_name(name).map_err(|e| e.to_string())?;
     let opened = store::open_for_runner(option)?;
-    let claim = store::claim(&opened, option, name)?;
+    let tag = ferrite_ckpt::runner_tag();
+    let (claim, moved) = match take_over {
+        None => (store::claim(&opened, option, name, &tag)?, None),
+        Some(_) if opened.location.local().is_some() => {
+            return Err(format!(
+                "--take-over moves a process between machines that share its store (object \
+                 storage or a heap server); in the local store {}, stop {name} \
+                 (`ferrite checkpoint {name} --stop`) and resume it",
+                opened.location.display()
+            ))
+        }
+        Some(wait_max) => {
+            let mut moved = migrate::take_over(&opened, option, name, &tag, wait_max)?;
+            let claim = std::mem::replace(&mut moved.claim, ferrite_ckpt::Claim::Exclusive);
+            (claim, Some(moved))
+        }
+    };
     let journal_dir = store::journal_dir(&opened.location, name)?;
     Ok(Runner {
         backend: opened.backend,
         claim,
         journal_dir,
         cache: opened.cache,
+        moved,
     })
 }
 
@@ -298,7 +344,7 @@ fn fail(message: &str) -> ExitCode {
 
 /// `ferrite run --name NAME ...`: starts a persistent process and runs it.
 pub fn run_named(name: &str, prepared: Prepared, options: &PersistOptions) -> ExitCode {
-    let runner = match open_for_runner(&options.store, name) {
+    let runner = match open_for_runner(&options.store, name, None) {
         Ok(runner) => runner,
         Err(message) => return fail(&message),
     };
@@ -336,7 +382,7 @@ pub fn run_named(name: &str, prepared: Prepared, options: &PersistOptions) -> Ex
     }
     let cache = runner.cache;
     match Process::start(runner.backend, runner.claim, launch, &process_options) {
-        Ok(process) => drive(process, options, Some(&requests), None, cache.as_ref()),
+        Ok(process) => drive(process, options, Some(&requests), None, cache.as_ref(), None),
         Err(error) => fail(&error.to_string()),
     }
 }
@@ -360,7 +406,7 @@ pub fn run_scratch(prepared: Prepared, options: &PersistOptions) -> ExitCode {
         launch.name = "scratch".into();
         let process = Process::start(backend, None, launch, &process_options)
             .map_err(|e| fail(&e.to_string()))?;
-        Ok::<_, ExitCode>(drive(process, options, None, None, None))
+        Ok::<_, ExitCode>(drive(process, options, None, None, None, None))
     })();
     let _ = std::fs::remove_dir_all(&root);
     status.unwrap_or_else(|status| status)
@@ -375,7 +421,8 @@ pub fn resume(options: &ResumeOptions) -> ExitCode {
         .name
         .as_deref()
         .expect("clap requires NAME without --all");
-    let runner = match open_for_runner(&options.persist.store, name) {
+    let take_over = options.take_over.then_some(options.take_over_wait);
+    let runner = match open_for_runner(&options.persist.store, name, take_over) {
         Ok(runner) => runner,
         Err(message) => return fail(&message),
     };
@@ -391,6 +438,7 @@ pub fn resume(options: &ResumeOptions) -> ExitCode {
     };
     let from = options.from_checkpoint;
     let cache = runner.cache;
+    let mut runner_moved = runner.moved;
     match Process::resume_from(runner.backend, runner.claim, name, &process_options, from) {
         Ok((mut process, mut report)) => {
             // The run's own period unless this resume gives another.
@@ -433,12 +481,17 @@ pub fn resume(options: &ResumeOptions) -> ExitCode {
                     Err(error) => return stopped(&process, &error),
                 }
             }
+            if let Some(moved) = &mut runner_moved {
+                moved.started_unix_ns = migrate::unix_ns();
+                report_take_over(name, report.epoch, moved);
+            }
             drive(
                 process,
                 &options.persist,
                 Some(&requests),
                 Some(&report),
                 cache.as_ref(),
+                runner_moved.as_ref(),
             )
         }
         Err(ProcessError::Finished { status, .. }) => replay(name, &status),
@@ -596,8 +649,10 @@ fn drive(
     requests: Option<&Requests>,
     resumed: Option<&ResumeReport>,
     cache: Option<&ferrite_remote::CacheStatsHandle>,
+    moved: Option<&migrate::TakeOver>,
 ) -> ExitCode {
     let persistent = process.is_persistent();
+    let mut hand_to: Option<(String, ferrite_ckpt::requests::Answer)> = None;
     if let Some(requests) = requests {
         process.set_interrupt_handle(requests.interrupt.clone());
     }
@@ -618,6 +673,35 @@ fn drive(
             }
             break report(&outcome);
         };
+        let taken = process.take_requests();
+        if !taken.is_empty() {
+            match migrate::serve_requests(&mut process, taken) {
+                Ok(migrate::Taken::Continue) => {}
+                Ok(migrate::Taken::Stopped { epoch }) => {
+                    eprintln!(
+                        "ferrite: {} stopped on request after checkpoint {epoch}; resume it with \
+                         `ferrite resume {}` on any machine that reaches its store",
+                        process.name(),
+                        process.name()
+                    );
+                    break ExitCode::from(128 + signal_hook::consts::SIGTERM as u8);
+                }
+                Ok(migrate::Taken::Moved { to, answer }) => {
+                    hand_to = Some((to, answer));
+                    break ExitCode::SUCCESS;
+                }
+                Ok(migrate::Taken::Ended(outcome)) => {
+                    if let Err(error) = process.finish(&outcome) {
+                        eprintln!(
+                            "warning: the final checkpoint of {} failed: {error}",
+                            process.name()
+                        );
+                    }
+                    break report(&outcome);
+                }
+                Err(error) => break stopped(&process, &error),
+            }
+        }
         let Some(requests) = requests else { continue };
         let stop = requests.stop.swap(0, Ordering::SeqCst);
         let asked = requests.checkpoint.swap(false, Ordering::SeqCst);
@@ -644,7 +728,24 @@ fn drive(
         }
     };
     if options.stats {
-        print_stats(&process.stats(), began.elapsed(), resumed);
+        let stats = process.stats();
+        print_stats(&stats, began.elapsed(), resumed);
+        if let Some(answer) = moved.and_then(|moved| moved.answer.as_ref()) {
+            let moved = moved.expect("an answer comes with a take-over");
+            let before: u64 = answer.rounds.iter().map(|r| r.pages_written).sum();
+            eprintln!(
+                "  take-over     downtime {}, pages moved: {before} before the start \
+                 ({} rounds; {:.2} MiB in {} segments fetched ahead), {} after (faulted in)",
+                migrate::downtime_at(answer, moved.started_unix_ns).map_or_else(
+                    || "unknown".into(),
+                    |d| format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+                ),
+                answer.rounds.len(),
+                moved.fetched_bytes as f64 / f64::from(1 << 20),
+                moved.fetched_objects,
+                stats.heap.page_faults,
+            );
+        }
         if let Some(cache) = cache {
             let stats = cache.get();
             eprintln!(
@@ -658,12 +759,48 @@ fn drive(
             );
         }
     }
-    // Another runner may take over at once (a lease otherwise runs out).
     let name = process.name().to_string();
+    if let Some((to, answer)) = hand_to {
+        let rounds = answer.rounds.len();
+        let pages: u64 = answer.rounds.iter().map(|r| r.pages_written).sum();
+        match process.hand_over(&to) {
+            Ok(()) => eprintln!(
+                "ferrite: {name} moved to {to} at checkpoint {} ({rounds} rounds, {pages} pages \
+                 sent); it runs there now",
+                answer.epoch
+            ),
+            Err(error) => {
+                eprintln!(
+                    "warning: {name}: the hand-over to {to} failed: {error}; {to} takes the \
+                     process when the lease runs out"
+                );
+                return ExitCode::FAILURE;
+            }
+        }
+        return status;
+    }
+    // Another runner may take over at once (a lease otherwise runs out).
     if let Err(error) = process.close() {
         eprintln!("warning: {name}: {error}; the lease runs out by itself");
     }
     status
+}
+
+/// Tells how a taken-over process came here, at its first instruction.
+fn report_take_over(name: &str, epoch: u64, moved: &migrate::TakeOver) {
+    let Some(answer) = &moved.answer else {
+        return;
+    };
+    let from = moved.from.as_deref().unwrap_or("its runner");
+    let pages: u64 = answer.rounds.iter().map(|r| r.pages_written).sum();
+    let downtime = migrate::downtime_at(answer, moved.started_unix_ns)
+        .map_or_else(|| "unknown".into(), |d| format!("{:.1} ms", d.as_secs_f64() * 1000.0));
+    eprintln!(
+        "ferrite: {name} taken over from {from} at checkpoint {epoch}: downtime {downtime} \
+         ({} rounds, {pages} pages sent before the stop, {:.1} MiB fetched ahead)",
+        answer.rounds.len(),
+        moved.fetched_bytes as f64 / f64::from(1 << 20)
+    );
 }
 
 /// The message and status of a process stopped by a storage or checkpoint
@@ -765,7 +902,8 @@ fn print_stats(stats: &ProcessStats, elapsed: Duration, resumed: Option<&ResumeR
 pub fn checkpoint(options: &CheckpointOptions) -> ExitCode {
     match request_checkpoint(options) {
         Ok(epoch) => {
-            println!("checkpoint {epoch} of {} committed", options.name);
+            let stopped = if options.stop { "; the process stopped" } else { "" };
+            println!("checkpoint {epoch} of {} committed{stopped}", options.name);
             ExitCode::SUCCESS
         }
         Err(message) => fail(&message),
@@ -774,11 +912,11 @@ pub fn checkpoint(options: &CheckpointOptions) -> ExitCode {
 
 fn request_checkpoint(options: &CheckpointOptions) -> Result<u64, String> {
     let name = options.name.as_str();
+    ferrite_ckpt::check_process_name(name).map_err(|e| e.to_string())?;
     let Location::Local(root) = Location::of(&options.store)? else {
-        return Err(format!(
-            "`ferrite checkpoint` finds the runner through the local run lock; for a store \
-             in object storage, send SIGUSR1 to the runner of {name} (or use --checkpoint-every)"
-        ));
+        let opened = store::open_for_reading(&options.store)?
+            .ok_or_else(|| format!("process {name} is not running"))?;
+        return migrate::request_checkpoint(&opened, name, options.stop, options.timeout);
     };
     let backend = open_store(&root)?;
     let store = ProcessStore::new(backend, name).map_err(|e| e.to_string())?;
@@ -797,15 +935,22 @@ fn request_checkpoint(options: &CheckpointOptions) -> Result<u64, String> {
     };
     let pid = rustix::process::Pid::from_raw(pid as i32)
         .ok_or_else(|| format!("process {name}: invalid runner pid {pid}"))?;
-    rustix::process::kill_process(pid, rustix::process::Signal::USR1)
+    let signal = if options.stop {
+        rustix::process::Signal::TERM
+    } else {
+        rustix::process::Signal::USR1
+    };
+    rustix::process::kill_process(pid, signal)
         .map_err(|e| format!("cannot signal the runner of {name}: {e}"))?;
     let deadline = Instant::now() + options.timeout;
     loop {
         let now = newest()?;
-        if now > before {
+        let held = ProcessLock::is_held(&root, name);
+        // A stop is done when the runner let go of the process.
+        if now > before && !(options.stop && held) {
             return Ok(now);
         }
-        if !ProcessLock::is_held(&root, name) {
+        if !held && now == before {
             return Err(format!("process {name} stopped before checkpointing"));
         }
         if Instant::now() > deadline {

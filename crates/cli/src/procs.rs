@@ -558,7 +558,7 @@ fn remove(options: &RmOptions) -> Result<String, String> {
             }
             Err(e) => return Err(e.to_string()),
         },
-        Location::S3(_) => store::claim(&store, &options.store, name)
+        Location::S3(_) => store::claim(&store, &options.store, name, &ferrite_ckpt::runner_tag())
             .map_err(|message| format!("{message}; stop it before removing it"))?,
     };
     // A bar on a terminal when there is much to delete.

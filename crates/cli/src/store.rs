@@ -6,7 +6,7 @@
 use crate::store_path::{store_root, StoreDir};
 use clap::Args;
 use ferrite_ckpt::{
-    runner_tag, Claim, LeaseConfig, LeaseError, LeaseKeeper, LockError, MonotonicClock,
+    Claim, LeaseConfig, LeaseError, LeaseKeeper, LockError, MonotonicClock,
     ProcessLock, StoreLease,
 };
 use ferrite_pagestore::{LocalStore, SealKey, SealedStore, StorageBackend};
@@ -283,20 +283,22 @@ pub(crate) fn open_for_reading(option: &StoreOption) -> Result<Option<Opened>, S
 /// Takes the runner's claim on process `name`: the local run lock, or the
 /// store-held lease (waiting, with a note on stderr, while a lease that is no
 /// longer renewed runs out; refused at once if it is renewed).
-pub(crate) fn claim(opened: &Opened, option: &StoreOption, name: &str) -> Result<Claim, String> {
+pub(crate) fn claim(
+    opened: &Opened,
+    option: &StoreOption,
+    name: &str,
+    tag: &str,
+) -> Result<Claim, String> {
     match &opened.location {
         Location::Local(root) => lock(root, name).map(Claim::Local),
         Location::S3(_) => {
             let clock = Arc::new(MonotonicClock::default());
-            let config = LeaseConfig {
-                duration: option.lease,
-                ..LeaseConfig::default()
-            };
+            let config = lease_config(option);
             let mut noted = false;
             let lease = StoreLease::acquire(
                 opened.backend.clone(),
                 name,
-                &runner_tag(),
+                tag,
                 config,
                 clock.clone(),
                 false,
@@ -321,6 +323,14 @@ pub(crate) fn claim(opened: &Opened, option: &StoreOption, name: &str) -> Result
             })?;
             Ok(Claim::Lease(LeaseKeeper::start(lease, clock)))
         }
+    }
+}
+
+/// The lease configuration the options give.
+pub(crate) fn lease_config(option: &StoreOption) -> LeaseConfig {
+    LeaseConfig {
+        duration: option.lease,
+        ..LeaseConfig::default()
     }
 }
 

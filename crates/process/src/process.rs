@@ -5,6 +5,7 @@ use crate::{
     ProcessError,
 };
 use ferrite_ckpt::{
+    requests::{Answer, StoreRequest},
     Claim, Invocation, Manifest, ManifestBody, Modules, ProcessStatus, Session, WaitNotice,
 };
 use ferrite_heap::{HeapStats, PAGE_SIZE};
@@ -308,6 +309,7 @@ impl Process {
                 .flags
                 .insert(FLAG_PHYSICAL_HEAP.into(), bytes.to_string());
         }
+        session.set_interrupt(interrupt.clone());
         let mut process = Self {
             name: launch.name,
             session,
@@ -453,6 +455,7 @@ impl Process {
                 .get(FLAG_PHYSICAL_HEAP)
                 .and_then(|bytes| bytes.parse().ok());
         }
+        session.set_interrupt(interrupt.clone());
         let mut process = Self {
             name: name.to_string(),
             session,
@@ -571,9 +574,38 @@ impl Process {
 
     /// Uses `flag` as the interrupt flag (for example one that signal handlers
     /// installed before the process started already raise).
+    ///
+    /// The flag is also raised when a request to this runner is found in the
+    /// store (see [`Process::take_requests`]).
     pub fn set_interrupt_handle(&mut self, flag: Arc<AtomicBool>) {
         self.execution.set_interrupt_handle(flag.clone());
+        self.session.set_interrupt(flag.clone());
         self.interrupt = flag;
+    }
+
+    /// The requests to this runner found in the store since the last call
+    /// (a checkpoint, a stop, a take-over by another runner): each is
+    /// returned once, and the caller answers it ([`Process::answer`]).
+    pub fn take_requests(&self) -> Vec<StoreRequest> {
+        self.session.take_requests()
+    }
+
+    /// Answers a request taken from [`Process::take_requests`].
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub fn answer(&self, request: &StoreRequest, answer: &Answer) -> Result<(), ProcessError> {
+        Ok(self.session.answer(request, answer)?)
+    }
+
+    /// Ends the run here by handing the process to runner `to`, which resumes
+    /// it at once from the last committed checkpoint (commit one first).
+    ///
+    /// # Errors
+    /// The hand-over could not be written (the lease then expires by itself,
+    /// and `to` takes it then), or another runner took over meanwhile.
+    pub fn hand_over(self, to: &str) -> Result<(), ProcessError> {
+        Ok(self.session.hand_over(to)?)
     }
 
     /// How the process was started (export, arguments, recorded flags).

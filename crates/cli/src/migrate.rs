@@ -1,0 +1,444 @@
+//! Moving a process between machines that share its store, and asking its
+//! runner for a checkpoint from anywhere: requests and answers through the
+//! store (`ferrite_ckpt::requests`), taken by the runner's lease keeper.
+//!
+//! A live take-over (`ferrite resume NAME --take-over` on machine B while A
+//! runs the process):
+//!
+//! 1. B posts a take-over request to the lease generation A holds (one per
+//!    generation: of two takers, one wins) and waits for the lease, fetching
+//!    the process's committed pages into its local cache meanwhile, newest
+//!    first.
+//! 2. A's keeper finds the request (at its next renewal, or at once when the
+//!    store pushes the news) and interrupts the program. A sends its dirty
+//!    pages in rounds, each a committed checkpoint, running the program
+//!    between rounds for about as long as the round took, until a round is
+//!    small or a round limit is reached: that round was taken with the program
+//!    stopped for good. A answers the request (the rounds, when it stopped)
+//!    and hands the lease to B.
+//! 3. B takes the handed-over lease at once, resumes from the last checkpoint
+//!    and faults in what its cache lacks.
+//!
+//! Nothing runs twice: B runs only under the lease A handed over after its
+//! last commit; A stops before handing over. If A dies meanwhile, its lease
+//! runs out and B takes it then, from A's last commit.
+
+use crate::store::{self, Opened, StoreOption};
+use ferrite_ckpt::{
+    requests::{self, Answer, RequestKind, Round, StoreRequest},
+    Claim, LeaseError, LeaseKeeper, LeaseState, MonotonicClock, StoreLease,
+};
+use ferrite_pagestore::StorageError;
+use ferrite_process::{Outcome, Process, ProcessError};
+use std::{
+    collections::BTreeSet,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+/// A round that wrote at most this many bytes of pages was the last.
+const FINAL_ROUND_BYTES_MAX: u64 = 1 << 20;
+
+/// The most pre-copy rounds: a program that dirties pages faster than they
+/// are sent stops after this many, whatever its dirty set.
+const ROUNDS_MAX: usize = 8;
+
+/// Between rounds the program runs for about as long as the last round
+/// paused it, within these bounds.
+const ROUND_RUN_MIN: Duration = Duration::from_millis(5);
+const ROUND_RUN_MAX: Duration = Duration::from_millis(500);
+
+/// How often a taker looks at the lease while it waits for the hand-over.
+const TAKER_POLL: Duration = Duration::from_millis(5);
+
+/// How long one wait of the taker may spend fetching pages before it looks
+/// at the lease again.
+const FETCH_SLICE: Duration = Duration::from_millis(20);
+
+pub(crate) fn unix_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// What the runner does after taking requests from the store.
+pub(crate) enum Taken {
+    /// Go on running.
+    Continue,
+    /// Stop: a checkpoint was committed for a stop request.
+    Stopped { epoch: u64 },
+    /// The process moved: hand the lease to `to` and exit.
+    Moved { to: String, answer: Answer },
+    /// The program ended during the pre-copy rounds.
+    Ended(Outcome),
+}
+
+/// Does what the requests taken from the store ask, in order of weight: a
+/// take-over before a stop before checkpoints (every one of them answered).
+///
+/// # Errors
+/// A checkpoint failed (the requests are answered with the reason).
+pub(crate) fn serve_requests(
+    process: &mut Process,
+    taken: Vec<StoreRequest>,
+) -> Result<Taken, ProcessError> {
+    let weight = |request: &StoreRequest| match request.kind {
+        RequestKind::TakeOver { .. } => 0,
+        RequestKind::Stop => 1,
+        RequestKind::Checkpoint => 2,
+    };
+    let mut taken = taken;
+    taken.sort_by_key(weight);
+    let Some(first) = taken.first().cloned() else {
+        return Ok(Taken::Continue);
+    };
+    let result = match &first.kind {
+        RequestKind::TakeOver { to } => {
+            eprintln!(
+                "ferrite: {} is moving to {to}; sending its pages",
+                process.name()
+            );
+            pre_copy(process).map(|moved| match moved {
+                PreCopy::Done(answer) => Taken::Moved {
+                    to: to.clone(),
+                    answer,
+                },
+                PreCopy::Ended(outcome) => Taken::Ended(outcome),
+            })
+        }
+        RequestKind::Stop | RequestKind::Checkpoint => process.checkpoint().map(|report| {
+            if first.kind == RequestKind::Stop {
+                Taken::Stopped {
+                    epoch: report.epoch,
+                }
+            } else {
+                Taken::Continue
+            }
+        }),
+    };
+    let answer = match &result {
+        Ok(Taken::Moved { answer, .. }) => answer.clone(),
+        Ok(Taken::Ended(_)) => Answer::refused("the program ended before it could move"),
+        Ok(_) => Answer::done(process.committed_epoch()),
+        Err(error) => Answer::refused(&error.to_string()),
+    };
+    // The first request got the work; the others of the same checkpoint are
+    // answered by it too (a take-over's last checkpoint serves a checkpoint
+    // request as well). Answers that cannot be written are left to the
+    // asker's deadline.
+    for request in &taken {
+        let answer = match (&request.kind, &result) {
+            (RequestKind::TakeOver { .. }, _) if request.key != first.key => {
+                Answer::refused("another take-over came first")
+            }
+            _ => answer.clone(),
+        };
+        if let Err(error) = process.answer(request, &answer) {
+            eprintln!(
+                "warning: {}: cannot answer the request {}: {error}",
+                process.name(),
+                request.key
+            );
+        }
+    }
+    result
+}
+
+enum PreCopy {
+    Done(Answer),
+    Ended(Outcome),
+}
+
+/// The pre-copy rounds of a take-over; see the module documentation.
+fn pre_copy(process: &mut Process) -> Result<PreCopy, ProcessError> {
+    let mut rounds = Vec::new();
+    loop {
+        let stopped_unix_ns = unix_ns();
+        let report = process.checkpoint()?;
+        rounds.push(Round {
+            epoch: report.epoch,
+            pages_written: report.pages_written,
+            pause_us: report.pause.as_micros() as u64,
+        });
+        let bytes = report.pages_written * ferrite_heap::PAGE_SIZE as u64;
+        if bytes <= FINAL_ROUND_BYTES_MAX || rounds.len() >= ROUNDS_MAX {
+            let mut answer = Answer::done(report.epoch);
+            answer.stopped_unix_ns = stopped_unix_ns;
+            answer.rounds = rounds;
+            return Ok(PreCopy::Done(answer));
+        }
+        let run = report.pause.clamp(ROUND_RUN_MIN, ROUND_RUN_MAX);
+        match run_for(process, run)? {
+            Outcome::Interrupted => {}
+            ended => return Ok(PreCopy::Ended(ended)),
+        }
+    }
+}
+
+/// Runs the process for about `duration` (or until it ends or something else
+/// interrupts it).
+fn run_for(process: &mut Process, duration: Duration) -> Result<Outcome, ProcessError> {
+    let flag = process.interrupt_handle();
+    let done = Arc::new(AtomicBool::new(false));
+    let timer = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(duration);
+            if !done.load(Ordering::SeqCst) {
+                flag.store(true, Ordering::SeqCst);
+            }
+        })
+    };
+    let outcome = process.run();
+    done.store(true, Ordering::SeqCst);
+    let _ = timer.join();
+    outcome
+}
+
+/// What a taker got: its claim on the process, and what the old runner said
+/// of the move (`None` if no runner held the process).
+pub(crate) struct TakeOver {
+    pub(crate) claim: Claim,
+    pub(crate) answer: Option<Answer>,
+    pub(crate) from: Option<String>,
+    pub(crate) fetched_bytes: u64,
+    /// Segment objects fetched ahead.
+    pub(crate) fetched_objects: usize,
+    /// When the process ran its first instruction here (0: not yet).
+    pub(crate) started_unix_ns: u64,
+}
+
+/// `ferrite resume NAME --take-over`: asks the runner of `name` to hand the
+/// process over and waits for the lease, fetching committed pages meanwhile.
+pub(crate) fn take_over(
+    opened: &Opened,
+    option: &StoreOption,
+    name: &str,
+    tag: &str,
+    wait_max: Duration,
+) -> Result<TakeOver, String> {
+    let backend = opened.backend.clone();
+    let state = ferrite_ckpt::lease_state(&*backend, name).map_err(|e| e.to_string())?;
+    let (request, from) = match state {
+        LeaseState::None | LeaseState::Released { .. } => {
+            eprintln!("ferrite: {name} is not running anywhere; resuming it here");
+            let claim = store::claim(opened, option, name, tag)?;
+            return Ok(TakeOver {
+                claim,
+                answer: None,
+                from: None,
+                fetched_bytes: 0,
+                fetched_objects: 0,
+                started_unix_ns: 0,
+            });
+        }
+        LeaseState::HandedTo { holder, .. } => {
+            return Err(format!(
+                "process {name} is being handed over to {holder}; a process moves to one place"
+            ))
+        }
+        LeaseState::Held { recorded: true, .. } => {
+            return Err(format!(
+                "process {name} runs under a local run lock, not a lease: stop it there \
+                 (`ferrite checkpoint {name} --stop`) and resume it here"
+            ))
+        }
+        LeaseState::Held {
+            generation, holder, ..
+        } => {
+            let kind = RequestKind::TakeOver { to: tag.into() };
+            let key = requests::post_request(&*backend, name, generation, &kind, tag).map_err(
+                |error| match error {
+                    StorageError::AlreadyExists { .. } => format!(
+                        "another take-over of process {name} is under way; \
+                         a process moves to one place"
+                    ),
+                    other => format!("cannot ask the runner of {name} to hand it over: {other}"),
+                },
+            )?;
+            eprintln!("ferrite: asked {holder} to hand {name} over; fetching its pages meanwhile");
+            (key, holder)
+        }
+    };
+    let began = Instant::now();
+    let mut fetcher = Fetcher::new(opened, name);
+    let clock = Arc::new(MonotonicClock::default());
+    let config = ferrite_ckpt::LeaseConfig {
+        poll: TAKER_POLL,
+        ..store::lease_config(option)
+    };
+    let mut refused = None;
+    let lease = StoreLease::acquire_until(
+        backend.clone(),
+        name,
+        tag,
+        config,
+        clock.clone(),
+        true,
+        &mut |poll| {
+            if let Ok(Some(answer)) = requests::read_answer(&*backend, &request) {
+                if !answer.refused.is_empty() {
+                    refused = Some(answer.refused.clone());
+                    return Err(LeaseError::GaveUp(format!(
+                        "the runner of {name} did not hand it over: {}",
+                        answer.refused
+                    )));
+                }
+            }
+            if began.elapsed() > wait_max {
+                return Err(LeaseError::GaveUp(format!(
+                    "process {name} was not handed over within {}",
+                    humantime::format_duration(wait_max)
+                )));
+            }
+            let until = Instant::now() + poll;
+            fetcher.fetch_until(Instant::now() + FETCH_SLICE);
+            std::thread::sleep(until.saturating_duration_since(Instant::now()));
+            Ok(())
+        },
+    );
+    let lease = match lease {
+        Ok(lease) => lease,
+        // The process ended on the old runner: it released the lease; take
+        // it to report the recorded outcome.
+        Err(_) if refused.as_deref().is_some_and(|why| why.contains("ended")) => {
+            return Ok(TakeOver {
+                claim: store::claim(opened, option, name, tag)?,
+                answer: None,
+                from: Some(from),
+                fetched_bytes: fetcher.bytes,
+                fetched_objects: fetcher.seen.len(),
+                started_unix_ns: 0,
+            });
+        }
+        Err(error) => return Err(error.to_string()),
+    };
+    let answer = requests::read_answer(&*backend, &request)
+        .ok()
+        .flatten()
+        .filter(|answer| answer.refused.is_empty());
+    // The old runner's requests are done with.
+    let _ = requests::remove_stale_requests(&*backend, name, lease.generation());
+    Ok(TakeOver {
+        claim: Claim::Lease(LeaseKeeper::start(lease, clock)),
+        answer,
+        from: Some(from),
+        fetched_bytes: fetcher.bytes,
+        fetched_objects: fetcher.seen.len(),
+        started_unix_ns: 0,
+    })
+}
+
+/// Reads the process's segments into the local cache while the taker waits,
+/// newest first: the pages of the newest checkpoints are the ones the process
+/// will find current.
+struct Fetcher {
+    backend: Arc<dyn ferrite_pagestore::StorageBackend>,
+    prefix: String,
+    seen: BTreeSet<String>,
+    bytes: u64,
+    /// Without a local cache, fetched bytes would be thrown away.
+    enabled: bool,
+}
+
+impl Fetcher {
+    fn new(opened: &Opened, name: &str) -> Self {
+        Self {
+            backend: opened.backend.clone(),
+            prefix: format!("procs/{name}/segments/"),
+            seen: BTreeSet::new(),
+            bytes: 0,
+            enabled: opened.cache.is_some(),
+        }
+    }
+
+    fn fetch_until(&mut self, deadline: Instant) {
+        if !self.enabled {
+            return;
+        }
+        let Ok(keys) = self.backend.list(&self.prefix) else {
+            return;
+        };
+        for key in keys.iter().rev() {
+            if Instant::now() >= deadline {
+                return;
+            }
+            if self.seen.contains(key) {
+                continue;
+            }
+            // A segment removed meanwhile (collected) is simply skipped.
+            if let Ok(bytes) = self.backend.get(key, None) {
+                self.bytes += bytes.len() as u64;
+            }
+            self.seen.insert(key.clone());
+        }
+    }
+}
+
+/// The downtime of a take-over: from the old runner's stop to `at_unix_ns`
+/// (the new runner's first instruction), by the two machines' wall clocks.
+pub(crate) fn downtime_at(answer: &Answer, at_unix_ns: u64) -> Option<Duration> {
+    (answer.stopped_unix_ns > 0 && at_unix_ns > 0)
+        .then(|| Duration::from_nanos(at_unix_ns.saturating_sub(answer.stopped_unix_ns)))
+}
+
+/// Asks the runner of `name` in a lease-held store for a checkpoint (and a
+/// stop), and waits for its answer.
+pub(crate) fn request_checkpoint(
+    opened: &Opened,
+    name: &str,
+    stop: bool,
+    timeout: Duration,
+) -> Result<u64, String> {
+    let backend = &*opened.backend;
+    let state = ferrite_ckpt::lease_state(backend, name).map_err(|e| e.to_string())?;
+    let generation = match state {
+        LeaseState::Held {
+            generation,
+            recorded: false,
+            ..
+        } => generation,
+        _ => return Err(format!("process {name} is not running")),
+    };
+    let kind = if stop {
+        RequestKind::Stop
+    } else {
+        RequestKind::Checkpoint
+    };
+    let tag = ferrite_ckpt::runner_tag();
+    let key = requests::post_request(backend, name, generation, &kind, &tag)
+        .map_err(|e| format!("cannot ask the runner of {name}: {e}"))?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        match requests::read_answer(backend, &key) {
+            Ok(Some(answer)) if answer.refused.is_empty() => return Ok(answer.epoch),
+            Ok(Some(answer)) => {
+                return Err(format!(
+                    "the runner of {name} did not checkpoint: {}",
+                    answer.refused
+                ))
+            }
+            Ok(None) => {}
+            Err(error) => return Err(error.to_string()),
+        }
+        // A runner that stopped renewing will never answer (one that
+        // answered and stopped released its lease just after: look again).
+        if let Ok(state) = ferrite_ckpt::lease_state(backend, name) {
+            let running =
+                matches!(state, LeaseState::Held { generation: g, .. } if g >= generation);
+            if !running && matches!(requests::read_answer(backend, &key), Ok(None)) {
+                return Err(format!("process {name} stopped before checkpointing"));
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "no checkpoint of {name} within {}",
+                humantime::format_duration(timeout)
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
