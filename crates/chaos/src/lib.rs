@@ -55,7 +55,7 @@
 //! |----------------------|----------------------|------|
 //! | forwarding | the upstream's bytes, unchanged, in order | four threads per connection; up to 8 MiB held per direction, so at most 8 MiB per `delay_ms` of throughput |
 //! | [`LinkShape`] `delay_ms` | each byte `delay_ms` later, each way | none: segments in flight overlap |
-//! | [`LinkShape`] `bytes_per_sec` | each direction paced to the cap | writes in slices of about 10 ms |
+//! | [`LinkShape`] `bytes_per_sec` | each direction of the link paced to the cap, shared by its connections | writes in slices of about 10 ms |
 //! | [`TcpProxy::set_down`] | connections refused, open ones cut both ways | none |
 //! | [`TcpProxy::set_stalled`] | open connections silent, no reset; bytes held and delivered after | held bytes in memory, then back-pressure |
 //! | accepting | | the listener is polled every 5 ms: a connection's first bytes may wait that long |

@@ -15,8 +15,9 @@
 //! Latency is real latency, not a sleep per chunk: every segment carries the
 //! instant it was read and is released `delay_ms` after it, so segments in
 //! flight overlap and the delay does not divide throughput. Segments leave in
-//! the order they came. The bandwidth cap paces writes in slices of about
-//! 10 ms of the link's time.
+//! the order they came. The bandwidth cap is the link's, in each direction:
+//! connections book slices of about 10 ms of the link's time in turn, and
+//! write each when its turn comes.
 //!
 //! Lock order: a pipe's state, then the proxy's control. Whoever changes the
 //! control releases it before it locks each pipe to wake its threads, so a
@@ -64,8 +65,8 @@ pub struct LinkShape {
     /// One-way latency: each segment is delivered this long after it was
     /// read (at most 60 s).
     pub delay_ms: u64,
-    /// The bandwidth of each direction of each connection; `None` for no
-    /// cap (at least 1 if set).
+    /// The bandwidth of each direction of the link, shared by all its
+    /// connections; `None` for no cap (at least 1 if set).
     pub bytes_per_sec: Option<u64>,
 }
 
@@ -76,9 +77,10 @@ pub struct TcpCounts {
     pub connections: u64,
     /// Open connections cut by [`TcpProxy::set_down`].
     pub connections_cut: u64,
-    /// Bytes delivered from clients to the upstream.
+    /// Bytes released from clients to the upstream (counted as the proxy
+    /// writes them: a peer that has them finds them counted).
     pub bytes_to_server: u64,
-    /// Bytes delivered from the upstream to clients.
+    /// Bytes released from the upstream to clients (likewise).
     pub bytes_to_client: u64,
 }
 
@@ -86,8 +88,35 @@ pub struct TcpCounts {
 struct Counters {
     connections: AtomicU64,
     connections_cut: AtomicU64,
-    bytes_to_server: AtomicU64,
-    bytes_to_client: AtomicU64,
+}
+
+/// One direction of the link, shared by every connection: a cap is the
+/// link's, as on a slow interface, not each connection's.
+#[derive(Debug)]
+struct Lane {
+    /// When the link has sent all it was given (under a cap; in the past
+    /// when idle).
+    free_at: Mutex<Instant>,
+    bytes_delivered: AtomicU64,
+}
+
+impl Lane {
+    fn new() -> Lane {
+        Lane {
+            free_at: Mutex::new(Instant::now()),
+            bytes_delivered: AtomicU64::new(0),
+        }
+    }
+
+    /// Books the link for `bytes` at `bytes_per_sec`; returns when they
+    /// may go. Connections take turns in the order they book.
+    fn book(&self, bytes: usize, bytes_per_sec: u64) -> Instant {
+        let mut free_at = lock(&self.free_at);
+        // An idle link saves no credit: it starts from now.
+        let start = (*free_at).max(Instant::now());
+        *free_at = start + transmit_time(bytes, bytes_per_sec);
+        start
+    }
 }
 
 // Four independent switches: the test sets `down` and `stalled` at will,
@@ -113,6 +142,8 @@ struct Shared {
     connections: Mutex<BTreeMap<u64, Arc<Connection>>>,
     next_connection: AtomicU64,
     counters: Counters,
+    to_server: Lane,
+    to_client: Lane,
 }
 
 impl Shared {
@@ -256,9 +287,13 @@ impl Pipe {
         }
     }
 
-    /// Waits until the link may carry more bytes: not stalled, and (under a
-    /// cap) free again at `link_free`. Returns the cap in force.
-    fn wait_for_link(&self, shared: &Shared, link_free: Instant) -> Result<Option<u64>, Gone> {
+    /// Waits until the link may carry bytes: not stalled, and (under a cap)
+    /// not before `not_before`. Returns the cap in force.
+    fn wait_for_link(
+        &self,
+        shared: &Shared,
+        not_before: Option<Instant>,
+    ) -> Result<Option<u64>, Gone> {
         let mut state = lock(&self.state);
         loop {
             let control = shared.control();
@@ -269,8 +304,8 @@ impl Pipe {
             let now = Instant::now();
             let wait = if control.stalled {
                 None
-            } else if rate.is_some() && now < link_free {
-                Some(link_free - now)
+            } else if let Some(at) = not_before.filter(|&at| rate.is_some() && now < at) {
+                Some(at - now)
             } else {
                 return Ok(rate);
             };
@@ -346,6 +381,8 @@ impl TcpProxy {
             connections: Mutex::new(BTreeMap::new()),
             next_connection: AtomicU64::new(0),
             counters: Counters::default(),
+            to_server: Lane::new(),
+            to_client: Lane::new(),
         });
         let acceptor = {
             let shared = shared.clone();
@@ -437,8 +474,8 @@ impl TcpProxy {
         TcpCounts {
             connections: get(&c.connections),
             connections_cut: get(&c.connections_cut),
-            bytes_to_server: get(&c.bytes_to_server),
-            bytes_to_client: get(&c.bytes_to_client),
+            bytes_to_server: get(&self.shared.to_server.bytes_delivered),
+            bytes_to_client: get(&self.shared.to_client.bytes_delivered),
         }
     }
 }
@@ -568,7 +605,6 @@ fn open_connection(shared: &Shared, client: TcpStream) -> io::Result<Connection>
 
 /// Runs the four threads of a connection (this one delivers to the client).
 fn forward(shared: &Shared, connection: &Connection) {
-    let c = &shared.counters;
     let (client, server) = (&connection.client, &connection.server);
     let (to_server, to_client) = (&connection.to_server, &connection.to_client);
     thread::scope(|scope| {
@@ -580,9 +616,9 @@ fn forward(shared: &Shared, connection: &Connection) {
             receive(connection, to_client, server);
         });
         spawn_in(scope, connection, "chaos-tcp-send", || {
-            deliver(shared, connection, to_server, server, &c.bytes_to_server);
+            deliver(shared, connection, to_server, server, &shared.to_server);
         });
-        deliver(shared, connection, to_client, client, &c.bytes_to_client);
+        deliver(shared, connection, to_client, client, &shared.to_client);
     });
 }
 
@@ -630,17 +666,15 @@ fn is_transient(error: &io::Error) -> bool {
 }
 
 /// Delivers the segments of `pipe` to `target` as they are released, paced
-/// by the bandwidth cap; passes the end of the stream on as a shutdown of
-/// `target`'s writing side.
+/// by the bandwidth cap of `lane`; passes the end of the stream on as a
+/// shutdown of `target`'s writing side.
 fn deliver(
     shared: &Shared,
     connection: &Connection,
     pipe: &Pipe,
     mut target: &TcpStream,
-    delivered: &AtomicU64,
+    lane: &Lane,
 ) {
-    // When the link has sent what it was given, under a cap.
-    let mut link_free = Instant::now();
     while let Ok(segment) = pipe.take_released(shared) {
         let Segment::Data(bytes) = segment else {
             let _ = target.shutdown(Shutdown::Write);
@@ -648,19 +682,23 @@ fn deliver(
         };
         let mut rest = &bytes[..];
         while !rest.is_empty() {
-            let Ok(rate) = pipe.wait_for_link(shared, link_free) else {
+            let Ok(rate) = pipe.wait_for_link(shared, None) else {
                 return;
             };
-            let start = Instant::now();
             let slice = rate.map_or(rest.len(), |rate| rest.len().min(slice_bytes(rate)));
+            if let Some(rate) = rate {
+                let start = lane.book(slice, rate);
+                if pipe.wait_for_link(shared, Some(start)).is_err() {
+                    return;
+                }
+            }
+            // Counted before the peer can see the bytes, so that a test
+            // that got them reads the count (a failed write overcounts).
+            lane.bytes_delivered
+                .fetch_add(slice as u64, Ordering::Relaxed);
             if target.write_all(&rest[..slice]).is_err() {
                 connection.cut();
                 return;
-            }
-            delivered.fetch_add(slice as u64, Ordering::Relaxed);
-            if let Some(rate) = rate {
-                // An idle link saves no credit: it starts from now.
-                link_free = link_free.max(start) + transmit_time(slice, rate);
             }
             rest = &rest[slice..];
         }

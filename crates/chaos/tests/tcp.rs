@@ -88,18 +88,6 @@ fn round_trip(stream: &mut TcpStream) -> Duration {
     start.elapsed()
 }
 
-/// Waits up to 2 s for `done` (counters move just after the bytes do).
-fn eventually(done: impl Fn() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(2) {
-        if done() {
-            return true;
-        }
-        thread::sleep(Duration::from_millis(5));
-    }
-    done()
-}
-
 fn assert_intact(sent: &[u8], echoed: &[u8]) {
     assert_eq!(echoed.len(), sent.len());
     assert_eq!(checksum(echoed), checksum(sent));
@@ -115,7 +103,7 @@ fn large_transfers_arrive_intact_and_in_order() {
     let counts = proxy.counts();
     assert_eq!(counts.connections, 1);
     assert_eq!(counts.bytes_to_server, 8 << 20);
-    assert!(eventually(|| proxy.counts().bytes_to_client == 8 << 20));
+    assert_eq!(counts.bytes_to_client, 8 << 20);
 }
 
 #[test]
@@ -248,4 +236,31 @@ fn dropping_the_proxy_cuts_its_connections() {
     let mut rest = Vec::new();
     assert_eq!(stream.read_to_end(&mut rest).unwrap_or(0), 0);
     assert!(TcpStream::connect(addr).is_err());
+}
+
+#[test]
+fn connections_share_the_bandwidth_cap() {
+    let proxy = TcpProxy::start(echo_server()).unwrap();
+    proxy.set_shape(LinkShape {
+        delay_ms: 0,
+        bytes_per_sec: Some(1 << 20),
+    });
+    // Two connections of 1 MiB each: 2 MiB over a 1 MiB/s link.
+    let took = thread::scope(|scope| {
+        let runs: Vec<_> = (0..2)
+            .map(|seed| {
+                let proxy = &proxy;
+                scope.spawn(move || {
+                    let sent = pattern(1 << 20, 10 + seed);
+                    let (echoed, took) = echo_through(proxy, &sent);
+                    assert_intact(&sent, &echoed);
+                    took
+                })
+            })
+            .collect();
+        runs.into_iter().map(|run| run.join().unwrap()).max()
+    });
+    let took = took.unwrap();
+    assert!(took >= Duration::from_millis(1500), "{took:?}");
+    assert!(took < Duration::from_secs(6), "{took:?}");
 }
