@@ -416,6 +416,10 @@ impl TcpProxy {
     pub fn set_shape(&self, shape: LinkShape) {
         assert!(shape.delay_ms <= DELAY_MS_MAX, "{shape:?}");
         assert!(shape.bytes_per_sec != Some(0), "{shape:?}");
+        // Turns booked under the old cap do not hold up the new one.
+        for lane in [&self.shared.to_server, &self.shared.to_client] {
+            *lock(&lane.free_at) = Instant::now();
+        }
         self.shared.update(|c| c.shape = shape);
     }
 
