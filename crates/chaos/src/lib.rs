@@ -1,5 +1,7 @@
-//! A fault-injecting HTTP/1.1 proxy, for tests of Ferrite's remote storage
-//! against a real S3 gateway.
+//! Fault-injecting proxies for tests: an HTTP/1.1 proxy ([`Proxy`]) for
+//! Ferrite's remote storage against a real S3 gateway, and a byte-level TCP
+//! proxy ([`TcpProxy`]) that shapes a link (latency, bandwidth, down,
+//! stalled) for protocols it cannot read, such as the heap server's TLS.
 //!
 //! The proxy sits between a client and the gateway and forwards one request
 //! and its answer at a time on keep-alive connections. A seeded
@@ -33,8 +35,36 @@
 //! |---------|------|
 //! | forwarding | a thread per client connection; each message is held whole in memory (bodies up to 300 MiB) |
 //! | every socket operation | a 30 s timeout, so that no test hangs on the proxy |
+//!
+//! The [`TcpProxy`] forwards bytes unread, so it works under TLS; this
+//! kernel has no `netem`, and the proxy is how a test gets a slow or broken
+//! link:
+//!
+//! ```no_run
+//! use ferrite_chaos::{LinkShape, TcpProxy};
+//!
+//! let upstream = "127.0.0.1:40490".parse()?;
+//! let proxy = TcpProxy::start(upstream)?;
+//! proxy.set_shape(LinkShape { delay_ms: 50, bytes_per_sec: Some(1 << 20) });
+//! // ... point the client at proxy.addr(); then cut the link:
+//! proxy.set_stalled(true);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! | [`TcpProxy`] control | What the client sees | Cost |
+//! |----------------------|----------------------|------|
+//! | forwarding | the upstream's bytes, unchanged, in order | four threads per connection; up to 8 MiB held per direction, so at most 8 MiB per `delay_ms` of throughput |
+//! | [`LinkShape`] `delay_ms` | each byte `delay_ms` later, each way | none: segments in flight overlap |
+//! | [`LinkShape`] `bytes_per_sec` | each direction of the link paced to the cap, shared by its connections | writes in slices of about 10 ms |
+//! | [`TcpProxy::set_down`] | connections refused, open ones cut both ways | none |
+//! | [`TcpProxy::set_stalled`] | open connections silent, no reset; bytes held and delivered after | held bytes in memory, then back-pressure |
+//! | accepting | | the listener is polled every 5 ms: a connection's first bytes may wait that long |
+//! | writes to a peer | a peer that reads nothing for 30 s has its connection cut | |
 
 mod http;
+mod tcp;
+
+pub use tcp::{LinkShape, TcpCounts, TcpProxy};
 
 use std::{
     collections::BTreeMap,
