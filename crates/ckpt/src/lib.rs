@@ -43,8 +43,8 @@ pub mod requests;
 mod session;
 
 pub use lease::{
-    lease_holder, lease_state, record_generation, LeaseState, remove_lease_history, Clock, LeaseConfig, LeaseError,
-    ManualClock, MonotonicClock, StoreLease,
+    lease_holder, lease_state, record_generation, remove_lease_history, Clock, LeaseConfig,
+    LeaseError, LeaseState, ManualClock, MonotonicClock, StoreLease,
 };
 pub use lock::{LockError, ProcessLock, LOCK_ATTEMPTS_MAX};
 pub use manifest::{

@@ -66,7 +66,7 @@ pub struct StoreRequest {
 
 /// One pre-copy round of a take-over: a checkpoint taken while the process
 /// kept running between rounds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Round {
     pub epoch: u64,
     pub pages_written: u64,
@@ -152,7 +152,9 @@ pub fn post_request(
 ) -> Result<String, StorageError> {
     let key = match kind {
         RequestKind::TakeOver { .. } => take_over_key(process, generation),
-        RequestKind::Checkpoint => format!("{}{generation:016x}-c-{:016x}", prefix(process), nonce()),
+        RequestKind::Checkpoint => {
+            format!("{}{generation:016x}-c-{:016x}", prefix(process), nonce())
+        }
         RequestKind::Stop => format!("{}{generation:016x}-s-{:016x}", prefix(process), nonce()),
     };
     let record = RequestRecord {
@@ -176,7 +178,7 @@ pub fn post_request(
 /// The generation a request key is addressed to, if it names a request
 /// (not an answer).
 fn request_generation(name: &str) -> Option<u64> {
-    if name.ends_with(".done") {
+    if name.strip_suffix(".done").is_some() {
         return None;
     }
     let (generation, _) = name.split_once('-')?;
@@ -334,10 +336,16 @@ mod tests {
         assert_eq!(pending.len(), 1);
         assert_eq!(pending[0].kind, RequestKind::Checkpoint);
         assert_eq!(pending[0].from, "me");
-        assert!(pending_requests(&store, "p", 4).unwrap().requests.is_empty());
+        assert!(pending_requests(&store, "p", 4)
+            .unwrap()
+            .requests
+            .is_empty());
         assert_eq!(read_answer(&store, &key).unwrap(), None);
         answer_request(&store, &key, &Answer::done(9)).unwrap();
-        assert!(pending_requests(&store, "p", 3).unwrap().requests.is_empty());
+        assert!(pending_requests(&store, "p", 3)
+            .unwrap()
+            .requests
+            .is_empty());
         assert_eq!(read_answer(&store, &key).unwrap().unwrap().epoch, 9);
     }
 

@@ -58,6 +58,9 @@ const TAKER_POLL: Duration = Duration::from_millis(5);
 /// at the lease again.
 const FETCH_SLICE: Duration = Duration::from_millis(20);
 
+/// How often the taker lists the process's segments while it waits.
+const FETCH_LIST_EVERY: Duration = Duration::from_millis(100);
+
 pub(crate) fn unix_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -153,8 +156,16 @@ enum PreCopy {
 }
 
 /// The pre-copy rounds of a take-over; see the module documentation.
+///
+/// A round that wrote little was taken with the program stopped for good.
+/// Otherwise the program runs on for about as long as the round paused it
+/// (the pages it dirties meanwhile are the next round's). A program that
+/// dirties pages as fast as they are sent does not converge: once a round
+/// is not clearly smaller than the one before (or the round limit nears),
+/// the program runs only briefly before the last round.
 fn pre_copy(process: &mut Process) -> Result<PreCopy, ProcessError> {
-    let mut rounds = Vec::new();
+    let mut rounds: Vec<Round> = Vec::new();
+    let mut last = false;
     loop {
         let stopped_unix_ns = unix_ns();
         let report = process.checkpoint()?;
@@ -164,13 +175,22 @@ fn pre_copy(process: &mut Process) -> Result<PreCopy, ProcessError> {
             pause_us: report.pause.as_micros() as u64,
         });
         let bytes = report.pages_written * ferrite_heap::PAGE_SIZE as u64;
-        if bytes <= FINAL_ROUND_BYTES_MAX || rounds.len() >= ROUNDS_MAX {
+        if last || bytes <= FINAL_ROUND_BYTES_MAX {
             let mut answer = Answer::done(report.epoch);
             answer.stopped_unix_ns = stopped_unix_ns;
             answer.rounds = rounds;
             return Ok(PreCopy::Done(answer));
         }
-        let run = report.pause.clamp(ROUND_RUN_MIN, ROUND_RUN_MAX);
+        let shrinking = match rounds.as_slice() {
+            [.., before, now] => now.pages_written * 10 < before.pages_written * 7,
+            _ => true,
+        };
+        last = !shrinking || rounds.len() + 1 >= ROUNDS_MAX;
+        let run = if last {
+            ROUND_RUN_MIN
+        } else {
+            report.pause.clamp(ROUND_RUN_MIN, ROUND_RUN_MAX)
+        };
         match run_for(process, run)? {
             Outcome::Interrupted => {}
             ended => return Ok(PreCopy::Ended(ended)),
@@ -295,7 +315,7 @@ pub(crate) fn take_over(
                 )));
             }
             let until = Instant::now() + poll;
-            fetcher.fetch_until(Instant::now() + FETCH_SLICE);
+            fetcher.fetch_for(FETCH_SLICE);
             std::thread::sleep(until.saturating_duration_since(Instant::now()));
             Ok(())
         },
@@ -339,6 +359,9 @@ struct Fetcher {
     backend: Arc<dyn ferrite_pagestore::StorageBackend>,
     prefix: String,
     seen: BTreeSet<String>,
+    /// Listed, not fetched yet, oldest first.
+    pending: Vec<String>,
+    listed: Option<Instant>,
     bytes: u64,
     /// Without a local cache, fetched bytes would be thrown away.
     enabled: bool,
@@ -350,30 +373,43 @@ impl Fetcher {
             backend: opened.backend.clone(),
             prefix: format!("procs/{name}/segments/"),
             seen: BTreeSet::new(),
+            pending: Vec::new(),
+            listed: None,
             bytes: 0,
             enabled: opened.cache.is_some(),
         }
     }
 
-    fn fetch_until(&mut self, deadline: Instant) {
+    /// Fetches segments not fetched yet for about `slice`, listing them again
+    /// at most every [`FETCH_LIST_EVERY`].
+    fn fetch_for(&mut self, slice: Duration) {
         if !self.enabled {
             return;
         }
-        let Ok(keys) = self.backend.list(&self.prefix) else {
-            return;
-        };
-        for key in keys.iter().rev() {
-            if Instant::now() >= deadline {
+        if self
+            .listed
+            .is_none_or(|at| at.elapsed() >= FETCH_LIST_EVERY)
+        {
+            // A failed listing is tried again at the next turn.
+            if let Ok(keys) = self.backend.list(&self.prefix) {
+                self.pending = keys
+                    .into_iter()
+                    .filter(|key| !self.seen.contains(key))
+                    .collect();
+                self.listed = Some(Instant::now());
+            }
+        }
+        let deadline = Instant::now() + slice;
+        // Newest last in the listing: taken from the back.
+        while Instant::now() < deadline {
+            let Some(key) = self.pending.pop() else {
                 return;
-            }
-            if self.seen.contains(key) {
-                continue;
-            }
+            };
             // A segment removed meanwhile (collected) is simply skipped.
-            if let Ok(bytes) = self.backend.get(key, None) {
+            if let Ok(bytes) = self.backend.get(&key, None) {
                 self.bytes += bytes.len() as u64;
             }
-            self.seen.insert(key.clone());
+            self.seen.insert(key);
         }
     }
 }
@@ -395,13 +431,13 @@ pub(crate) fn request_checkpoint(
 ) -> Result<u64, String> {
     let backend = &*opened.backend;
     let state = ferrite_ckpt::lease_state(backend, name).map_err(|e| e.to_string())?;
-    let generation = match state {
-        LeaseState::Held {
-            generation,
-            recorded: false,
-            ..
-        } => generation,
-        _ => return Err(format!("process {name} is not running")),
+    let LeaseState::Held {
+        generation,
+        recorded: false,
+        ..
+    } = state
+    else {
+        return Err(format!("process {name} is not running"));
     };
     let kind = if stop {
         RequestKind::Stop

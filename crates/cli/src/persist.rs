@@ -382,7 +382,14 @@ pub fn run_named(name: &str, prepared: Prepared, options: &PersistOptions) -> Ex
     }
     let cache = runner.cache;
     match Process::start(runner.backend, runner.claim, launch, &process_options) {
-        Ok(process) => drive(process, options, Some(&requests), None, cache.as_ref(), None),
+        Ok(process) => drive(
+            process,
+            options,
+            Some(&requests),
+            None,
+            cache.as_ref(),
+            None,
+        ),
         Err(error) => fail(&error.to_string()),
     }
 }
@@ -793,12 +800,18 @@ fn report_take_over(name: &str, epoch: u64, moved: &migrate::TakeOver) {
     };
     let from = moved.from.as_deref().unwrap_or("its runner");
     let pages: u64 = answer.rounds.iter().map(|r| r.pages_written).sum();
-    let downtime = migrate::downtime_at(answer, moved.started_unix_ns)
-        .map_or_else(|| "unknown".into(), |d| format!("{:.1} ms", d.as_secs_f64() * 1000.0));
+    let downtime = migrate::downtime_at(answer, moved.started_unix_ns).map_or_else(
+        || "unknown".into(),
+        |d| format!("{:.1} ms", d.as_secs_f64() * 1000.0),
+    );
+    let last = answer.rounds.last().copied().unwrap_or_default();
     eprintln!(
         "ferrite: {name} taken over from {from} at checkpoint {epoch}: downtime {downtime} \
-         ({} rounds, {pages} pages sent before the stop, {:.1} MiB fetched ahead)",
+         ({} rounds, {pages} pages sent, the last {} after the stop in {:.1} ms; {:.1} MiB \
+         fetched ahead)",
         answer.rounds.len(),
+        last.pages_written,
+        last.pause_us as f64 / 1000.0,
         moved.fetched_bytes as f64 / f64::from(1 << 20)
     );
 }
@@ -902,7 +915,11 @@ fn print_stats(stats: &ProcessStats, elapsed: Duration, resumed: Option<&ResumeR
 pub fn checkpoint(options: &CheckpointOptions) -> ExitCode {
     match request_checkpoint(options) {
         Ok(epoch) => {
-            let stopped = if options.stop { "; the process stopped" } else { "" };
+            let stopped = if options.stop {
+                "; the process stopped"
+            } else {
+                ""
+            };
             println!("checkpoint {epoch} of {} committed{stopped}", options.name);
             ExitCode::SUCCESS
         }

@@ -6,8 +6,7 @@
 use crate::store_path::{store_root, StoreDir};
 use clap::Args;
 use ferrite_ckpt::{
-    Claim, LeaseConfig, LeaseError, LeaseKeeper, LockError, MonotonicClock,
-    ProcessLock, StoreLease,
+    Claim, LeaseConfig, LeaseError, LeaseKeeper, LockError, MonotonicClock, ProcessLock, StoreLease,
 };
 use ferrite_pagestore::{LocalStore, SealKey, SealedStore, StorageBackend};
 use ferrite_remote::{
