@@ -172,6 +172,7 @@ impl LeaseKeeper {
         });
         shared.set_valid_until(lease.valid_until());
         let generation = lease.generation();
+        let backend = lease.backend().clone();
         let holder = lease.holder().to_string();
         let process = lease.process().to_string();
         let took_over = lease.took_over();
@@ -185,7 +186,7 @@ impl LeaseKeeper {
                 .spawn(move || keep(&shared, &lease, every, generation_min))
                 .expect("the lease keeper thread starts")
         };
-        Self {
+        let keeper = Self {
             shared,
             lease,
             process,
@@ -195,7 +196,19 @@ impl LeaseKeeper {
             // Room for a host call started just before the check to end.
             margin: config.duration / 10,
             thread: Some(thread),
-        }
+        };
+        keeper.subscribe(backend);
+        keeper
+    }
+
+    /// Asks the store to say at once when a request to this runner is
+    /// created (a heap server can; object storage cannot, and the keeper
+    /// finds requests at its renewals).
+    fn subscribe(&self, backend: Arc<dyn StorageBackend>) {
+        let look = self.looker();
+        let prefix = format!("procs/{}/requests/", self.process);
+        // Best effort: without it, requests are found at the next renewal.
+        let _ = backend.subscribe(&prefix, Arc::new(move |_key: &str| look()));
     }
 
     /// The writer generation: the lease's generation when it was taken.

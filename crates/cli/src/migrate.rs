@@ -33,8 +33,8 @@ use ferrite_process::{Outcome, Process, ProcessError};
 use std::{
     collections::BTreeSet,
     sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc, Condvar, Mutex, PoisonError,
     },
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
@@ -51,12 +51,12 @@ const ROUNDS_MAX: usize = 8;
 const ROUND_RUN_MIN: Duration = Duration::from_millis(5);
 const ROUND_RUN_MAX: Duration = Duration::from_millis(500);
 
-/// How often a taker looks at the lease while it waits for the hand-over.
+/// How often a taker looks at the lease while it waits for the hand-over
+/// (the hand-over's delay adds to the downtime).
 const TAKER_POLL: Duration = Duration::from_millis(5);
 
-/// How long one wait of the taker may spend fetching pages before it looks
-/// at the lease again.
-const FETCH_SLICE: Duration = Duration::from_millis(20);
+/// The same, for a store that tells of the hand-over as it happens.
+const TAKER_POLL_PUSHED: Duration = Duration::from_millis(100);
 
 /// How often the taker lists the process's segments while it waits.
 const FETCH_LIST_EVERY: Duration = Duration::from_millis(100);
@@ -284,10 +284,29 @@ pub(crate) fn take_over(
         }
     };
     let began = Instant::now();
-    let mut fetcher = Fetcher::new(opened, name);
+    let fetcher = Fetcher::start(opened, name);
     let clock = Arc::new(MonotonicClock::default());
+    // A store that pushes the news of the hand-over wakes the wait at once;
+    // the lease is still looked at every poll.
+    let news = Arc::new((Mutex::new(false), Condvar::new()));
+    let pushes = {
+        let news = news.clone();
+        backend
+            .subscribe(
+                &format!("procs/{name}/leases/"),
+                Arc::new(move |_key: &str| {
+                    *news.0.lock().unwrap_or_else(PoisonError::into_inner) = true;
+                    news.1.notify_all();
+                }),
+            )
+            .unwrap_or(false)
+    };
     let config = ferrite_ckpt::LeaseConfig {
-        poll: TAKER_POLL,
+        poll: if pushes {
+            TAKER_POLL_PUSHED
+        } else {
+            TAKER_POLL
+        },
         ..store::lease_config(option)
     };
     let mut refused = None;
@@ -315,11 +334,17 @@ pub(crate) fn take_over(
                 )));
             }
             let until = Instant::now() + poll;
-            fetcher.fetch_for(FETCH_SLICE);
-            std::thread::sleep(until.saturating_duration_since(Instant::now()));
+            let (flag, woken) = &*news;
+            let guard = flag.lock().unwrap_or_else(PoisonError::into_inner);
+            let timeout = until.saturating_duration_since(Instant::now());
+            let (mut guard, _) = woken
+                .wait_timeout_while(guard, timeout, |news| !*news)
+                .unwrap_or_else(PoisonError::into_inner);
+            *guard = false;
             Ok(())
         },
     );
+    let (fetched_bytes, fetched_objects) = fetcher.stop();
     let lease = match lease {
         Ok(lease) => lease,
         // The process ended on the old runner: it released the lease; take
@@ -329,8 +354,8 @@ pub(crate) fn take_over(
                 claim: store::claim(opened, option, name, tag)?,
                 answer: None,
                 from: Some(from),
-                fetched_bytes: fetcher.bytes,
-                fetched_objects: fetcher.seen.len(),
+                fetched_bytes,
+                fetched_objects,
                 started_unix_ns: 0,
             });
         }
@@ -346,71 +371,81 @@ pub(crate) fn take_over(
         claim: Claim::Lease(LeaseKeeper::start(lease, clock)),
         answer,
         from: Some(from),
-        fetched_bytes: fetcher.bytes,
-        fetched_objects: fetcher.seen.len(),
+        fetched_bytes,
+        fetched_objects,
         started_unix_ns: 0,
     })
 }
 
 /// Reads the process's segments into the local cache while the taker waits,
-/// newest first: the pages of the newest checkpoints are the ones the process
-/// will find current.
+/// on a thread of its own, newest first: the pages of the newest checkpoints
+/// are the ones the process will find current.
 struct Fetcher {
-    backend: Arc<dyn ferrite_pagestore::StorageBackend>,
-    prefix: String,
-    seen: BTreeSet<String>,
-    /// Listed, not fetched yet, oldest first.
-    pending: Vec<String>,
-    listed: Option<Instant>,
-    bytes: u64,
-    /// Without a local cache, fetched bytes would be thrown away.
-    enabled: bool,
+    stop: Arc<AtomicBool>,
+    bytes: Arc<AtomicU64>,
+    objects: Arc<AtomicU64>,
 }
 
 impl Fetcher {
-    fn new(opened: &Opened, name: &str) -> Self {
-        Self {
-            backend: opened.backend.clone(),
-            prefix: format!("procs/{name}/segments/"),
-            seen: BTreeSet::new(),
-            pending: Vec::new(),
-            listed: None,
-            bytes: 0,
-            enabled: opened.cache.is_some(),
+    fn start(opened: &Opened, name: &str) -> Self {
+        let fetcher = Self {
+            stop: Arc::new(AtomicBool::new(false)),
+            bytes: Arc::new(AtomicU64::new(0)),
+            objects: Arc::new(AtomicU64::new(0)),
+        };
+        // Without a local cache, fetched bytes would be thrown away.
+        if opened.cache.is_none() {
+            return fetcher;
         }
+        let backend = opened.backend.clone();
+        let prefix = format!("procs/{name}/segments/");
+        let (stop, bytes, objects) = (
+            fetcher.stop.clone(),
+            fetcher.bytes.clone(),
+            fetcher.objects.clone(),
+        );
+        let spawned = std::thread::Builder::new()
+            .name("ferrite-fetch".into())
+            .spawn(move || {
+                let mut seen = BTreeSet::new();
+                while !stop.load(Ordering::Relaxed) {
+                    // Oldest first in the listing: taken from the back. A
+                    // failed listing is tried again at the next turn.
+                    let mut pending: Vec<String> = backend
+                        .list(&prefix)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter(|key| !seen.contains(key))
+                        .collect();
+                    let listed = Instant::now();
+                    while listed.elapsed() < FETCH_LIST_EVERY * 10 {
+                        if stop.load(Ordering::Relaxed) {
+                            return;
+                        }
+                        let Some(key) = pending.pop() else { break };
+                        // A segment removed meanwhile (collected) is skipped.
+                        if let Ok(got) = backend.get(&key, None) {
+                            bytes.fetch_add(got.len() as u64, Ordering::Relaxed);
+                            objects.fetch_add(1, Ordering::Relaxed);
+                        }
+                        seen.insert(key);
+                    }
+                    std::thread::sleep(FETCH_LIST_EVERY);
+                }
+            });
+        // Without the thread, the taker only fetches nothing ahead.
+        drop(spawned);
+        fetcher
     }
 
-    /// Fetches segments not fetched yet for about `slice`, listing them again
-    /// at most every [`FETCH_LIST_EVERY`].
-    fn fetch_for(&mut self, slice: Duration) {
-        if !self.enabled {
-            return;
-        }
-        if self
-            .listed
-            .is_none_or(|at| at.elapsed() >= FETCH_LIST_EVERY)
-        {
-            // A failed listing is tried again at the next turn.
-            if let Ok(keys) = self.backend.list(&self.prefix) {
-                self.pending = keys
-                    .into_iter()
-                    .filter(|key| !self.seen.contains(key))
-                    .collect();
-                self.listed = Some(Instant::now());
-            }
-        }
-        let deadline = Instant::now() + slice;
-        // Newest last in the listing: taken from the back.
-        while Instant::now() < deadline {
-            let Some(key) = self.pending.pop() else {
-                return;
-            };
-            // A segment removed meanwhile (collected) is simply skipped.
-            if let Ok(bytes) = self.backend.get(&key, None) {
-                self.bytes += bytes.len() as u64;
-            }
-            self.seen.insert(key);
-        }
+    /// Stops fetching (a get under way ends on its own); returns the bytes
+    /// and objects fetched.
+    fn stop(&self) -> (u64, usize) {
+        self.stop.store(true, Ordering::Relaxed);
+        (
+            self.bytes.load(Ordering::Relaxed),
+            self.objects.load(Ordering::Relaxed) as usize,
+        )
     }
 }
 
