@@ -197,14 +197,14 @@ impl LeaseKeeper {
             margin: config.duration / 10,
             thread: Some(thread),
         };
-        keeper.subscribe(backend);
+        keeper.subscribe(&backend);
         keeper
     }
 
     /// Asks the store to say at once when a request to this runner is
     /// created (a heap server can; object storage cannot, and the keeper
     /// finds requests at its renewals).
-    fn subscribe(&self, backend: Arc<dyn StorageBackend>) {
+    fn subscribe(&self, backend: &Arc<dyn StorageBackend>) {
         let look = self.looker();
         let prefix = format!("procs/{}/requests/", self.process);
         // Best effort: without it, requests are found at the next renewal.
