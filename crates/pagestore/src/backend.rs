@@ -2,7 +2,7 @@
 //! server and S3-compatible storage can all implement, and that a fault injector
 //! can wrap.
 
-use std::{fmt, io, ops::Range};
+use std::{fmt, io, ops::Range, sync::Arc};
 
 /// Why a storage operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -186,7 +186,30 @@ pub trait StorageBackend: fmt::Debug + Send + Sync {
             Err(error) => Err(error),
         }
     }
+
+    /// Asks to be told at once of every object created under `prefix` from
+    /// now on, by any writer of the store: `notify(key)` is called (from the
+    /// backend's own thread; it must not block) with each new key. An empty
+    /// key means that events may have been missed (the backend lost its
+    /// link to the store and found it again): the caller looks for itself.
+    ///
+    /// Returns `Ok(false)` if the backend cannot push (the default): the
+    /// caller polls. A subscription lasts as long as the backend.
+    fn subscribe(&self, prefix: &str, notify: Notify) -> Result<bool, StorageError> {
+        let _ = (prefix, notify);
+        Ok(false)
+    }
+
+    /// A hint that the bytes `ranges` of these objects will be read soon:
+    /// a backend in front of a slow store may start fetching them. Never
+    /// fails and never blocks for long; the default does nothing.
+    fn prefetch(&self, ranges: &[(String, Range<u64>)]) {
+        let _ = ranges;
+    }
 }
+
+/// What [`StorageBackend::subscribe`] calls with each new key.
+pub type Notify = Arc<dyn Fn(&str) + Send + Sync>;
 
 /// Reads the whole object `key` if it has at most `bytes_max` bytes; `None` if
 /// it is longer (then at most `bytes_max + 1` bytes were fetched). Every object
@@ -245,6 +268,12 @@ impl<T: StorageBackend + ?Sized> StorageBackend for std::sync::Arc<T> {
     }
     fn size(&self, key: &str) -> Result<Option<u64>, StorageError> {
         (**self).size(key)
+    }
+    fn subscribe(&self, prefix: &str, notify: Notify) -> Result<bool, StorageError> {
+        (**self).subscribe(prefix, notify)
+    }
+    fn prefetch(&self, ranges: &[(String, Range<u64>)]) {
+        (**self).prefetch(ranges);
     }
 }
 

@@ -198,6 +198,14 @@ impl<B: StorageBackend> StorageBackend for FaultyStore<B> {
         self.unsynced().remove(key);
         self.inner.delete(key)
     }
+
+    fn subscribe(&self, prefix: &str, notify: crate::Notify) -> Result<bool, StorageError> {
+        self.inner.subscribe(prefix, notify)
+    }
+
+    fn prefetch(&self, ranges: &[(String, std::ops::Range<u64>)]) {
+        self.inner.prefetch(ranges);
+    }
 }
 
 #[cfg(test)]

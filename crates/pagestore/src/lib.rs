@@ -47,7 +47,7 @@ mod pages;
 pub mod record;
 mod sealed;
 
-pub use backend::{check_key, get_bounded, StorageBackend, StorageError, StorageKind};
+pub use backend::{check_key, get_bounded, Notify, StorageBackend, StorageError, StorageKind};
 pub use faulty::{Fault, FaultyStore};
 pub use local::{list_keys, LocalStore, HANDLES_OPEN_MAX, UNSYNCED_HANDLES_MAX};
 pub use mem::MemStore;

@@ -28,7 +28,13 @@ use chacha20poly1305::{
     aead::{AeadInPlace, KeyInit},
     Tag, XChaCha20Poly1305, XNonce,
 };
-use std::{collections::BTreeMap, fmt, ops::Range, path::Path, sync::Mutex};
+use std::{
+    collections::BTreeMap,
+    fmt,
+    ops::Range,
+    path::Path,
+    sync::{Arc, Mutex},
+};
 use zeroize::Zeroize;
 
 /// Magic of a sealed object.
@@ -638,6 +644,59 @@ impl<B: StorageBackend> StorageBackend for SealedStore<B> {
         // What the object takes in the store: its sealed size.
         self.inner.size(key)
     }
+
+    /// Sealing keeps every object's name, so the store underneath sees the
+    /// same keys created: the subscription is forwarded as it is, and only
+    /// the store's own keys (`sealed/...`) are kept from the caller.
+    fn subscribe(&self, prefix: &str, notify: crate::Notify) -> Result<bool, StorageError> {
+        let filtered: crate::Notify = Arc::new(move |key: &str| {
+            if !key.starts_with(RESERVED_PREFIX) {
+                notify(key);
+            }
+        });
+        self.inner.subscribe(prefix, filtered)
+    }
+
+    /// Plaintext ranges become the sealed ranges of the chunks that hold
+    /// them: exact when the object's header is known, else a range that
+    /// surely covers them (whatever the chunk size).
+    fn prefetch(&self, ranges: &[(String, Range<u64>)]) {
+        let sealed: Vec<(String, Range<u64>)> = ranges
+            .iter()
+            .filter(|(key, range)| !key.starts_with(RESERVED_PREFIX) && range.start < range.end)
+            .map(|(key, range)| {
+                let header = self.headers().get(key);
+                (key.clone(), sealed_cover(header.as_ref(), range))
+            })
+            .collect();
+        if !sealed.is_empty() {
+            self.inner.prefetch(&sealed);
+        }
+    }
+}
+
+/// The sealed bytes that hold plaintext `range` (not empty) of an object
+/// with `header`, or (header unknown) a range that holds them for any chunk
+/// size (chunk sizes are powers of two between the smallest and the largest):
+/// the chunk that holds the range's start begins at or after a multiple of
+/// the largest size, the one that holds its end ends at or before the next
+/// multiple of the largest size, and there is at most one tag per smallest
+/// chunk.
+fn sealed_cover(header: Option<&Header>, range: &Range<u64>) -> Range<u64> {
+    let tag = SEALED_TAG_BYTES as u64;
+    if let Some(header) = header {
+        let chunk = header.chunk_bytes as u64;
+        let first = range.start.min(header.plain_len) / chunk;
+        let last = (range.end.min(header.plain_len).max(1) - 1) / chunk + 1;
+        let last = last.clamp(first + 1, header.chunks());
+        return header.sealed_offset(first.min(last - 1))..header.sealed_offset(last);
+    }
+    let (small, large) = (SEALED_CHUNK_BYTES_MIN as u64, SEALED_CHUNK_BYTES_MAX as u64);
+    let first = range.start / large;
+    let header_bytes = SEALED_HEADER_BYTES as u64;
+    let start = header_bytes + first * (large + tag);
+    let end = header_bytes + range.end.div_ceil(large) * large + range.end.div_ceil(small) * tag;
+    start..end.max(start + 1)
 }
 
 #[cfg(test)]
@@ -664,6 +723,39 @@ mod tests {
 
     fn is_damage(result: Result<Vec<u8>, StorageError>, key: &str) -> bool {
         matches!(result, Err(StorageError::Damaged { key: k, .. }) if k == key)
+    }
+
+    #[test]
+    fn prefetch_covers_the_sealed_chunks_of_a_range_with_or_without_a_header() {
+        for chunk in [
+            SEALED_CHUNK_BYTES_MIN,
+            SEALED_CHUNK_BYTES,
+            SEALED_CHUNK_BYTES_MAX,
+        ] {
+            let header = Header {
+                chunk_bytes: chunk,
+                plain_len: 3 << 20,
+                nonce_prefix: [0; 16],
+            };
+            let chunk = chunk as u64;
+            for range in [
+                0..1,
+                4095..4097,
+                1_000_000..1_100_000,
+                (3 << 20) - 1..3 << 20,
+            ] {
+                let first = range.start / chunk;
+                let last = (range.end - 1) / chunk + 1;
+                let needed = header.sealed_offset(first)..header.sealed_offset(last);
+                let exact = sealed_cover(Some(&header), &range);
+                assert_eq!(exact, needed, "chunk {chunk} range {range:?}");
+                let guess = sealed_cover(None, &range);
+                assert!(
+                    guess.start <= needed.start && guess.end >= needed.end,
+                    "chunk {chunk} range {range:?}: {guess:?} misses {needed:?}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -747,6 +747,55 @@ impl StorageBackend for CachedStore {
     fn size(&self, key: &str) -> Result<Option<u64>, StorageError> {
         self.inner.size(key)
     }
+
+    fn subscribe(
+        &self,
+        prefix: &str,
+        notify: ferrite_pagestore::Notify,
+    ) -> Result<bool, StorageError> {
+        self.inner.subscribe(prefix, notify)
+    }
+
+    /// Forwards the blocks of `ranges` that the cache does not hold, each
+    /// run of missing blocks as one block-aligned range: what the cache has
+    /// is read from the local disk anyway.
+    fn prefetch(&self, ranges: &[(String, Range<u64>)]) {
+        let mut missing = Vec::new();
+        for (key, range) in ranges {
+            if !self.caching(key) || range.start >= range.end {
+                missing.push((key.clone(), range.clone()));
+                continue;
+            }
+            let blocks = range.start / CACHE_BLOCK_BYTES..range.end.div_ceil(CACHE_BLOCK_BYTES);
+            let key_hash = hash64(key.as_bytes());
+            let index_held = self.index();
+            let mut run: Option<Range<u64>> = None;
+            for index in blocks {
+                let held = index_held.blocks.contains_key(&BlockId { key_hash, index });
+                match (&mut run, held) {
+                    (Some(run), false) => run.end = index + 1,
+                    (None, false) => run = Some(index..index + 1),
+                    (Some(_), true) => {
+                        let done = run.take().expect("a run");
+                        missing.push((key.clone(), block_span(&done)));
+                    }
+                    (None, true) => {}
+                }
+            }
+            drop(index_held);
+            if let Some(run) = run {
+                missing.push((key.clone(), block_span(&run)));
+            }
+        }
+        if !missing.is_empty() {
+            self.inner.prefetch(&missing);
+        }
+    }
+}
+
+/// The bytes of blocks `blocks` of an object.
+fn block_span(blocks: &Range<u64>) -> Range<u64> {
+    blocks.start * CACHE_BLOCK_BYTES..blocks.end * CACHE_BLOCK_BYTES
 }
 
 /// A block file's bytes and where its data is in them.
