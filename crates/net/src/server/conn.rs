@@ -149,13 +149,11 @@ async fn admit<R: AsyncRead + Unpin>(
     let frame = wire::read_frame(reader, HANDSHAKE_FRAME_BYTES_MAX, wait, wait)
         .await
         .map_err(|e| {
-            refusal(
-                Code::Protocol,
-                "bad_hello",
-                "expected a Hello frame",
-                e.to_string(),
-                None,
-            )
+            let reason = match e {
+                FrameError::Idle(_) | FrameError::Stalled(_) => "handshake_timeout",
+                _ => "bad_hello",
+            };
+            refusal(Code::Protocol, reason, "expected a Hello frame", e.to_string(), None)
         })?;
     let hello: Hello = frame.header().map_err(|e| {
         refusal(
