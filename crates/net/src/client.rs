@@ -642,27 +642,29 @@ impl ServerStore {
     /// The limits of the current connection (waiting for one).
     fn limits(&self, operation: &'static str, key: &str) -> Result<Limits, StorageError> {
         let mut outage = Outage::new(&self.link, operation, key);
-        loop {
-            match self.link.connection(Duration::from_millis(500)) {
-                Ok(conn) => return Ok(conn.limits),
-                Err(state) => self.wait_out(&mut outage, &state)?,
-            }
-        }
+        let conn = self.connection(&mut outage)?;
+        outage.answered();
+        Ok(conn.limits)
     }
 
-    /// One failed attempt to get a connection: fails for a refusal or when
-    /// the outage has lasted long enough.
-    fn wait_out(&self, outage: &mut Outage<'_>, state: &LinkState) -> Result<(), StorageError> {
-        match state {
-            LinkState::Refused {
-                permission,
-                message,
-            } => Err(refusal(*permission, message)),
-            LinkState::Down { last_error, .. } => match outage.failed(last_error) {
-                Some(_) => Ok(()),
-                None => Err(outage.unavailable(last_error)),
-            },
-            LinkState::Up(_) => Ok(()),
+    /// The connection, waiting through an outage (telling the hook) as long
+    /// as the options allow; fails at once after a refusal.
+    fn connection(&self, outage: &mut Outage<'_>) -> Result<Arc<Conn>, StorageError> {
+        let mut wait = Duration::ZERO;
+        loop {
+            match self.link.connection(wait) {
+                Ok(conn) => return Ok(conn),
+                Err(LinkState::Refused { permission, message }) => {
+                    return Err(refusal(permission, &message));
+                }
+                Err(LinkState::Down { last_error, .. }) => {
+                    if outage.failed(&last_error).is_none() {
+                        return Err(outage.unavailable(&last_error));
+                    }
+                }
+                Err(LinkState::Up(_)) => {}
+            }
+            wait = Duration::from_millis(100);
         }
     }
 
@@ -679,13 +681,7 @@ impl ServerStore {
         let mut outage = Outage::new(&self.link, operation, key);
         let mut attempt = 0u32;
         loop {
-            let conn = match self.link.connection(Duration::from_millis(500)) {
-                Ok(conn) => conn,
-                Err(state) => {
-                    self.wait_out(&mut outage, &state)?;
-                    continue;
-                }
-            };
+            let conn = self.connection(&mut outage)?;
             let lost = match conn.call(&self.link, request, payload) {
                 Ok(frame) => {
                     let reply: Reply = frame.header().map_err(|e| protocol_error(key, &e))?;
@@ -765,13 +761,7 @@ impl ServerStore {
     fn put_chunked(&self, key: &str, bytes: &[u8], deferred: bool) -> Result<(), StorageError> {
         let mut outage = Outage::new(&self.link, "put", key);
         loop {
-            let conn = match self.link.connection(Duration::from_millis(500)) {
-                Ok(conn) => conn,
-                Err(state) => {
-                    self.wait_out(&mut outage, &state)?;
-                    continue;
-                }
-            };
+            let conn = self.connection(&mut outage)?;
             let begin = Request::PutBegin {
                 key: key.to_string(),
                 deferred,
