@@ -338,6 +338,11 @@ impl ServerHandle {
         self.addr
     }
 
+    /// Whether counters are printed (periodically and by [`Self::stop`]).
+    pub fn report_every_is_set(&self) -> bool {
+        self.report_every.is_some()
+    }
+
     pub fn counters(&self) -> CounterSnapshot {
         self.shared.counters.snapshot()
     }
