@@ -130,7 +130,11 @@ fn serve(options: &ServeOptions) -> Result<(), String> {
         log: true,
     };
     let tenants = config.tokens.len();
-    let secure = if config.tls.is_some() { "TLS 1.3" } else { "plain TCP (insecure)" };
+    let secure = if config.tls.is_some() {
+        "TLS 1.3"
+    } else {
+        "plain TCP (insecure)"
+    };
     let server = ServerHandle::start(config).map_err(|e| e.to_string())?;
     eprintln!(
         "ferrite serve: listening on {} ({secure}), {tenants} tenants, data in {}",

@@ -13,8 +13,8 @@ use ferrite_ckpt::{
 use ferrite_net::client::{ClientError, ClientOptions, ServerStore, SCHEME, SCHEME_INSECURE};
 use ferrite_pagestore::{LocalStore, SealKey, SealedStore, StorageBackend, StorageError};
 use ferrite_remote::{
-    default_cache_dir, CacheStatsHandle, CachedStore, NoticeHook, S3Options, S3Store,
-    StoreNotice, CACHE_BYTES_DEFAULT,
+    default_cache_dir, CacheStatsHandle, CachedStore, NoticeHook, S3Options, S3Store, StoreNotice,
+    CACHE_BYTES_DEFAULT,
 };
 use std::{
     path::{Path, PathBuf},
@@ -405,7 +405,10 @@ pub(crate) fn journal_dir(location: &Location, name: &str) -> Result<PathBuf, St
             };
             let (kind, rest) = match url.strip_prefix("s3://") {
                 Some(rest) => ("s3", rest),
-                None => ("srv", url.split_once("://").map_or(url.as_str(), |(_, rest)| rest)),
+                None => (
+                    "srv",
+                    url.split_once("://").map_or(url.as_str(), |(_, rest)| rest),
+                ),
             };
             let safe: String = rest
                 .chars()
@@ -417,7 +420,10 @@ pub(crate) fn journal_dir(location: &Location, name: &str) -> Result<PathBuf, St
                     }
                 })
                 .collect();
-            Ok(data.join("journals").join(format!("{kind}-{safe}")).join(name))
+            Ok(data
+                .join("journals")
+                .join(format!("{kind}-{safe}"))
+                .join(name))
         }
     }
 }

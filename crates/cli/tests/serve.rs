@@ -45,7 +45,11 @@ fn pki(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
         .unwrap()
         .signed_by(&key, &ca)
         .unwrap();
-    let paths = (dir.join("ca.pem"), dir.join("server.pem"), dir.join("server.key"));
+    let paths = (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    );
     fs::write(&paths.0, ca.pem()).unwrap();
     fs::write(&paths.1, leaf.pem()).unwrap();
     fs::write(&paths.2, key.serialize_pem()).unwrap();
@@ -68,7 +72,10 @@ impl Server {
             .unwrap();
         let began = Instant::now();
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(began.elapsed() < Duration::from_secs(10), "the server did not start");
+            assert!(
+                began.elapsed() < Duration::from_secs(10),
+                "the server did not start"
+            );
             sleep(Duration::from_millis(20));
         }
         Self { child, args, port }
@@ -92,11 +99,19 @@ impl Drop for Server {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn ferrite(args: &[&str], env: &[(&str, &str)]) -> Output {
-    Command::new(FERRITE).args(args).envs(env.iter().copied()).output().unwrap()
+    Command::new(FERRITE)
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap()
 }
 
 fn newest_epoch(store: &Arc<dyn StorageBackend>) -> u64 {
@@ -149,9 +164,26 @@ fn a_process_on_a_heap_server_outlives_kill_9_of_the_server() {
     let ca_arg = ca.to_str().unwrap();
     let child = Command::new(FERRITE)
         .args([
-            "run", "--name", "job", "--store", &url, "--ca-cert", ca_arg, "--cache-dir",
-            cache.to_str().unwrap(), "--physical-heap", "16MiB", "--checkpoint-every", "300ms",
-            "--lease", "2s", "--invoke", "churn", churn, steps, mib,
+            "run",
+            "--name",
+            "job",
+            "--store",
+            &url,
+            "--ca-cert",
+            ca_arg,
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "--physical-heap",
+            "16MiB",
+            "--checkpoint-every",
+            "300ms",
+            "--lease",
+            "2s",
+            "--invoke",
+            "churn",
+            churn,
+            steps,
+            mib,
         ])
         .envs(env)
         .stdout(Stdio::piped())
@@ -166,7 +198,10 @@ fn a_process_on_a_heap_server_outlives_kill_9_of_the_server() {
     let store: Arc<dyn StorageBackend> = Arc::new(ServerStore::open(&url, &options).unwrap());
     let began = Instant::now();
     while newest_epoch(&store) < 2 {
-        assert!(began.elapsed() < Duration::from_secs(60), "no checkpoint in a minute");
+        assert!(
+            began.elapsed() < Duration::from_mins(1),
+            "no checkpoint in a minute"
+        );
         sleep(Duration::from_millis(50));
     }
     server.kill_9();
@@ -176,15 +211,26 @@ fn a_process_on_a_heap_server_outlives_kill_9_of_the_server() {
     let stderr = text(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert_eq!(text(&out.stdout), text(&expected.stdout), "{stderr}");
-    assert!(stderr.contains("does not answer"), "the pause is said: {stderr}");
+    assert!(
+        stderr.contains("does not answer"),
+        "the pause is said: {stderr}"
+    );
 
     let store_args = ["--store", &url, "--ca-cert", ca_arg];
     let ps = ferrite(&[&["ps"][..], &store_args].concat(), &env);
     assert!(ps.status.success(), "{}", text(&ps.stderr));
-    assert!(text(&ps.stdout).contains("returned"), "{}", text(&ps.stdout));
+    assert!(
+        text(&ps.stdout).contains("returned"),
+        "{}",
+        text(&ps.stdout)
+    );
     let inspect = ferrite(&[&["inspect", "job"][..], &store_args].concat(), &env);
     assert!(inspect.status.success(), "{}", text(&inspect.stderr));
-    assert!(text(&inspect.stdout).contains(&url), "{}", text(&inspect.stdout));
+    assert!(
+        text(&inspect.stdout).contains(&url),
+        "{}",
+        text(&inspect.stdout)
+    );
 
     let wrong = [("FERRITE_TOKEN", "not-the-token"), env[1]];
     let refused = ferrite(&[&["ps"][..], &store_args].concat(), &wrong);

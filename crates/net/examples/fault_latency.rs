@@ -38,7 +38,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         listen: "127.0.0.1:0".parse()?,
         data: DataLocation::Dir(dir.join("data")),
         tokens,
-        tls: Some(tls::server_config(&dir.join("cert.pem"), &dir.join("key.pem"))?),
+        tls: Some(tls::server_config(
+            &dir.join("cert.pem"),
+            &dir.join("key.pem"),
+        )?),
         limits: ServerLimits::default(),
         report_every: None,
         log: true,
@@ -61,9 +64,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         seed ^= seed << 17;
         let page = seed % pages;
         let began = Instant::now();
-        let bytes = store.get("procs/bench/segments/1", Some(page * 4096..(page + 1) * 4096))?;
+        let bytes = store.get(
+            "procs/bench/segments/1",
+            Some(page * 4096..(page + 1) * 4096),
+        )?;
         let took = began.elapsed();
-        assert_eq!(bytes[..], object[(page * 4096) as usize..((page + 1) * 4096) as usize]);
+        assert_eq!(
+            bytes[..],
+            object[(page * 4096) as usize..((page + 1) * 4096) as usize]
+        );
         if round >= 1000 {
             samples.push(took.as_nanos() as u64); // after a warm-up
         }

@@ -68,7 +68,7 @@ pub struct ClientOptions {
     pub ping_every_ms: u64,
     /// The first wait between reconnections; doubles (1 ms ..= 10 s).
     pub backoff_ms_first: u64,
-    /// The longest wait between reconnections (backoff_ms_first ..= 60 s).
+    /// The longest wait between reconnections (`backoff_ms_first` ..= 60 s).
     pub backoff_ms_max: u64,
     /// First [`StoreNotice::Waiting`] after this long (0 ..= 1 h).
     pub notice_ms_first: u64,
@@ -654,7 +654,10 @@ impl ServerStore {
         loop {
             match self.link.connection(wait) {
                 Ok(conn) => return Ok(conn),
-                Err(LinkState::Refused { permission, message }) => {
+                Err(LinkState::Refused {
+                    permission,
+                    message,
+                }) => {
                     return Err(refusal(permission, &message));
                 }
                 Err(LinkState::Down { last_error, .. }) => {
@@ -767,14 +770,11 @@ impl ServerStore {
                 deferred,
                 bytes_total: bytes.len() as u64,
             };
-            let frame = match conn.call(&self.link, &begin, &[]) {
-                Ok(frame) => frame,
-                Err(_) => {
-                    if outage.failed("the connection broke").is_none() {
-                        return Err(outage.unavailable("the connection broke"));
-                    }
-                    continue;
+            let Ok(frame) = conn.call(&self.link, &begin, &[]) else {
+                if outage.failed("the connection broke").is_none() {
+                    return Err(outage.unavailable("the connection broke"));
                 }
+                continue;
             };
             // The upload is named by the id of its `PutBegin`.
             let upload = frame.id;

@@ -54,7 +54,7 @@ pub struct ServerLimits {
     pub tenant_bytes_max: u64,
     /// Connections in all (1 ..= 65536).
     pub connections_max: u32,
-    /// Connections per tenant (1 ..= connections_max).
+    /// Connections per tenant (1 ..= `connections_max`).
     pub tenant_connections_max: u32,
     /// Requests worked on at once per connection (1 ..= 1024).
     pub inflight_max: u32,

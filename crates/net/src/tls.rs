@@ -16,7 +16,7 @@ pub struct TlsError {
 }
 
 #[cold]
-fn tls_error(what: impl Into<String>, reason: impl ToString) -> TlsError {
+fn tls_error(what: impl Into<String>, reason: impl std::fmt::Display) -> TlsError {
     TlsError {
         what: what.into(),
         reason: reason.to_string(),
@@ -75,23 +75,20 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsEr
 /// An unreadable CA file, or no usable root at all.
 pub fn client_config(ca: Option<&Path>) -> Result<Arc<ClientConfig>, TlsError> {
     let mut roots = RootCertStore::empty();
-    match ca {
-        Some(path) => {
-            for cert in certificates(path)? {
-                roots.add(cert).map_err(|e| {
-                    tls_error(format!("bad CA certificate in {}", path.display()), e)
-                })?;
-            }
+    if let Some(path) = ca {
+        for cert in certificates(path)? {
+            roots
+                .add(cert)
+                .map_err(|e| tls_error(format!("bad CA certificate in {}", path.display()), e))?;
         }
-        None => {
-            let found = rustls_native_certs::load_native_certs();
-            let (added, _) = roots.add_parsable_certificates(found.certs);
-            if added == 0 {
-                return Err(tls_error(
-                    "no system root certificates found",
-                    "give the server's CA certificate (--ca-cert)",
-                ));
-            }
+    } else {
+        let found = rustls_native_certs::load_native_certs();
+        let (added, _) = roots.add_parsable_certificates(found.certs);
+        if added == 0 {
+            return Err(tls_error(
+                "no system root certificates found",
+                "give the server's CA certificate (--ca-cert)",
+            ));
         }
     }
     let config = ClientConfig::builder_with_provider(Arc::new(aws_lc_rs::default_provider()))

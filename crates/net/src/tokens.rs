@@ -109,10 +109,13 @@ pub fn digest_of(token: &str) -> [u8; 32] {
 
 /// The digest as a tokens file line has it.
 pub fn digest_hex(token: &str) -> String {
+    use std::fmt::Write;
     digest_of(token)
         .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+        .fold(String::with_capacity(64), |mut out, b| {
+            let _ = write!(out, "{b:02x}");
+            out
+        })
 }
 
 fn parse_digest(hex: &str) -> Option<[u8; 32]> {

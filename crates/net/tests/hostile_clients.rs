@@ -42,14 +42,18 @@ fn read_frame(stream: &mut TcpStream) -> Option<(u64, Vec<u8>)> {
 
 fn connect(server: &TestServer) -> TcpStream {
     let stream = TcpStream::connect(server.addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     stream
 }
 
 /// A raw connection past the handshake.
 fn session(server: &TestServer) -> TcpStream {
     let mut stream = connect(server);
-    stream.write_all(&hello("t1", TOKEN_T1, PROTOCOL_VERSION)).unwrap();
+    stream
+        .write_all(&hello("t1", TOKEN_T1, PROTOCOL_VERSION))
+        .unwrap();
     let (_, header) = read_frame(&mut stream).unwrap();
     let welcome: Welcome = postcard::from_bytes(&header).unwrap();
     assert!(matches!(welcome, Welcome::Accepted { .. }), "{welcome:?}");
@@ -101,30 +105,44 @@ fn every_hostile_client_is_refused_and_the_good_one_keeps_working() {
     );
     options.token = TOKEN_T1.into();
     let error = ServerStore::open(&server.url("nobody"), &options).unwrap_err();
-    assert!(matches!(error, ClientError::Refused(StorageError::PermissionDenied { .. })), "{error}");
+    assert!(
+        matches!(
+            error,
+            ClientError::Refused(StorageError::PermissionDenied { .. })
+        ),
+        "{error}"
+    );
     works(&good, "good/1");
 
     // Another protocol version.
     let mut stream = connect(&server);
-    stream.write_all(&hello("t1", TOKEN_T1, PROTOCOL_VERSION + 1)).unwrap();
+    stream
+        .write_all(&hello("t1", TOKEN_T1, PROTOCOL_VERSION + 1))
+        .unwrap();
     match refusal(&mut stream) {
         Welcome::Refused { code, reason } => {
             assert_eq!(code, wire::RefusalCode::Version);
             assert!(reason.contains("version"), "{reason}");
         }
-        other => panic!("{other:?}"),
+        other @ Welcome::Accepted { .. } => panic!("{other:?}"),
     }
 
     // Garbage instead of a Hello.
     let mut stream = connect(&server);
-    stream.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
     assert!(until_closed(&mut stream).len() <= 1);
     works(&good, "good/2");
 
     // Another tenant's key or a path out of the store: refused per request.
     let mut keys = session(&server);
     for key in ["../t2/procs/x", "/etc/passwd", "a/../../b"] {
-        let get = Request::Get { key: key.into(), range: None, class: wire::Class::Demand };
+        let get = Request::Get {
+            key: key.into(),
+            range: None,
+            class: wire::Class::Demand,
+        };
         keys.write_all(&wire::encode(5, &get, &[])).unwrap();
         let (id, header) = read_frame(&mut keys).unwrap();
         let reply: Reply = postcard::from_bytes(&header).unwrap();
@@ -140,7 +158,10 @@ fn every_hostile_client_is_refused_and_the_good_one_keeps_working() {
     let mut stream = session(&server);
     stream.write_all(&u32::MAX.to_le_bytes()).unwrap();
     let replies = until_closed(&mut stream);
-    assert!(matches!(replies.last(), Some(Reply::Closing { reason }) if reason.contains("maximum")), "{replies:?}");
+    assert!(
+        matches!(replies.last(), Some(Reply::Closing { reason }) if reason.contains("maximum")),
+        "{replies:?}"
+    );
 
     // A half-sent frame: dropped after the frame limit.
     let mut stream = session(&server);
@@ -149,13 +170,19 @@ fn every_hostile_client_is_refused_and_the_good_one_keeps_working() {
     stream.write_all(&ping[..ping.len() - 3]).unwrap();
     let replies = until_closed(&mut stream);
     assert!(began.elapsed() < Duration::from_secs(5));
-    assert!(matches!(replies.last(), Some(Reply::Closing { .. })), "{replies:?}");
+    assert!(
+        matches!(replies.last(), Some(Reply::Closing { .. })),
+        "{replies:?}"
+    );
 
     // A handshake never sent: dropped after the handshake limit.
     let mut stream = connect(&server);
     assert!(matches!(
         refusal(&mut stream),
-        Welcome::Refused { code: wire::RefusalCode::Protocol, .. }
+        Welcome::Refused {
+            code: wire::RefusalCode::Protocol,
+            ..
+        }
     ));
     works(&good, "good/3");
 
@@ -163,15 +190,24 @@ fn every_hostile_client_is_refused_and_the_good_one_keeps_working() {
     drop(stream);
     let began = Instant::now();
     while server.counters().connections_open > 1 {
-        assert!(began.elapsed() < Duration::from_secs(5), "{}", server.counters());
+        assert!(
+            began.elapsed() < Duration::from_secs(5),
+            "{}",
+            server.counters()
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     let held: Vec<TcpStream> = (0..3).map(|_| session(&server)).collect();
     let mut stream = connect(&server);
-    stream.write_all(&hello("t1", TOKEN_T1, PROTOCOL_VERSION)).unwrap();
+    stream
+        .write_all(&hello("t1", TOKEN_T1, PROTOCOL_VERSION))
+        .unwrap();
     assert!(matches!(
         refusal(&mut stream),
-        Welcome::Refused { code: wire::RefusalCode::TooManyConnections, .. }
+        Welcome::Refused {
+            code: wire::RefusalCode::TooManyConnections,
+            ..
+        }
     ));
     drop(held);
 
@@ -183,9 +219,20 @@ fn every_hostile_client_is_refused_and_the_good_one_keeps_working() {
         flood.extend_from_slice(&wire::encode(id, &Request::Ping, &[]));
     }
     let _ = stream.write_all(&flood);
+    // The server closes with pings unread, so the kernel may reset the
+    // connection and drop answers not yet read here: whatever arrived says
+    // "rate", and the counters say the rest.
     let replies = until_closed(&mut stream);
-    assert!(replies.iter().any(|r| matches!(r, Reply::Failed(e) if e.message.contains("rate"))));
-    assert!(matches!(replies.last(), Some(Reply::Closing { reason }) if reason.contains("rate")), "{:?}", replies.last());
+    assert!(
+        replies.iter().all(|r| match r {
+            Reply::Pong => true,
+            Reply::Failed(e) => e.message.contains("rate"),
+            Reply::Closing { reason } => reason.contains("rate"),
+            _ => false,
+        }),
+        "{replies:?}"
+    );
+    assert!(server.counters().refusals_of("rate_limited") >= 50);
 
     std::thread::sleep(Duration::from_millis(1100));
     works(&good, "good/4");

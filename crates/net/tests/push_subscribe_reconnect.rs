@@ -36,8 +36,13 @@ fn a_subscriber_is_told_of_keys_another_connection_creates() {
     other.put_new("procs/job/takeover-2", b"wanted").unwrap();
     let key = created.recv_timeout(Duration::from_secs(5)).unwrap();
     assert_eq!(key, "procs/job/takeover-2");
-    other.put_new_deferred("procs/job/segments/1", b"s").unwrap();
-    assert_eq!(created.recv_timeout(Duration::from_secs(5)).unwrap(), "procs/job/segments/1");
+    other
+        .put_new_deferred("procs/job/segments/1", b"s")
+        .unwrap();
+    assert_eq!(
+        created.recv_timeout(Duration::from_secs(5)).unwrap(),
+        "procs/job/segments/1"
+    );
     assert!(created.try_recv().is_err());
 }
 
@@ -57,7 +62,9 @@ fn pushed_ranges_are_read_without_asking_the_server() {
     // first may wait for the push under way, never ask the server).
     for page in [5u64, 0, 300, 511] {
         let range = page * 4096..(page + 1) * 4096;
-        let got = store.get("procs/p/segments/1", Some(range.clone())).unwrap();
+        let got = store
+            .get("procs/p/segments/1", Some(range.clone()))
+            .unwrap();
         assert_eq!(got, &bytes[range.start as usize..range.end as usize]);
     }
     let stats = store.stats();
@@ -66,7 +73,10 @@ fn pushed_ranges_are_read_without_asking_the_server() {
     assert!(stats.pushed_bytes_received >= 2 << 20, "{stats:?}");
     // Outside the push: on demand.
     let far = (2u64 << 20) + 10..(2u64 << 20) + 20;
-    assert_eq!(store.get("procs/p/segments/1", Some(far.clone())).unwrap(), &bytes[far.start as usize..far.end as usize]);
+    assert_eq!(
+        store.get("procs/p/segments/1", Some(far.clone())).unwrap(),
+        &bytes[far.start as usize..far.end as usize]
+    );
     assert_eq!(store.stats().demand_gets, 1);
     let counters = server.counters();
     assert!(counters.bytes_pushed >= 2 << 20, "{counters}");
@@ -87,7 +97,10 @@ fn the_client_waits_out_a_server_restart_and_subscribes_again() {
     })));
     let created = subscribed(&store, "procs/");
     store.put_new("procs/a/before", b"1").unwrap();
-    assert_eq!(created.recv_timeout(Duration::from_secs(5)).unwrap(), "procs/a/before");
+    assert_eq!(
+        created.recv_timeout(Duration::from_secs(5)).unwrap(),
+        "procs/a/before"
+    );
 
     server.stop();
     // Operations started while the server is away wait for it.
@@ -118,8 +131,18 @@ fn the_client_waits_out_a_server_restart_and_subscribes_again() {
     }
     assert_eq!(keys.first().map(String::as_str), Some(""), "{keys:?}");
     let notices = notices.lock().unwrap();
-    assert!(notices.iter().any(|n| matches!(n, StoreNotice::Waiting { .. })), "{notices:?}");
-    assert!(notices.iter().any(|n| matches!(n, StoreNotice::Recovered { .. })), "{notices:?}");
+    assert!(
+        notices
+            .iter()
+            .any(|n| matches!(n, StoreNotice::Waiting { .. })),
+        "{notices:?}"
+    );
+    assert!(
+        notices
+            .iter()
+            .any(|n| matches!(n, StoreNotice::Recovered { .. })),
+        "{notices:?}"
+    );
 }
 
 #[test]
@@ -134,8 +157,16 @@ fn an_outage_longer_than_the_wait_fails_unavailable() {
     let began = Instant::now();
     let error = store.get("k/1", None).unwrap_err();
     assert!(matches!(error, StorageError::Unavailable { .. }), "{error}");
-    assert!(began.elapsed() >= Duration::from_millis(500), "{:?}", began.elapsed());
-    assert!(began.elapsed() < Duration::from_secs(5), "{:?}", began.elapsed());
+    assert!(
+        began.elapsed() >= Duration::from_millis(500),
+        "{:?}",
+        began.elapsed()
+    );
+    assert!(
+        began.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        began.elapsed()
+    );
     server.restart();
     let began = Instant::now();
     loop {

@@ -153,7 +153,13 @@ async fn admit<R: AsyncRead + Unpin>(
                 FrameError::Idle(_) | FrameError::Stalled(_) => "handshake_timeout",
                 _ => "bad_hello",
             };
-            refusal(Code::Protocol, reason, "expected a Hello frame", e.to_string(), None)
+            refusal(
+                Code::Protocol,
+                reason,
+                "expected a Hello frame",
+                e.to_string(),
+                None,
+            )
         })?;
     let hello: Hello = frame.header().map_err(|e| {
         refusal(
@@ -263,6 +269,9 @@ struct Upload {
     bytes: Vec<u8>,
 }
 
+/// The writer's ends of the demand and prefetch queues.
+type Queues = (mpsc::Receiver<Vec<u8>>, mpsc::Receiver<Vec<u8>>);
+
 /// What a connection's tasks share.
 pub(super) struct Connection {
     shared: Arc<Shared>,
@@ -271,7 +280,7 @@ pub(super) struct Connection {
     peer: SocketAddr,
     demand: mpsc::Sender<Vec<u8>>,
     prefetch: mpsc::Sender<Vec<u8>>,
-    queues: Mutex<Option<(mpsc::Receiver<Vec<u8>>, mpsc::Receiver<Vec<u8>>)>>,
+    queues: Mutex<Option<Queues>>,
     inflight: Arc<Semaphore>,
     prefetch_pending: Arc<Semaphore>,
     prefetch_slots: Arc<Semaphore>,
@@ -381,6 +390,8 @@ async fn session<S>(
         };
         conn.shared.counters.request(request.kind());
         if !conn.tenant.take_request() {
+            // Counted, not logged: a flood would flood the log.
+            conn.shared.counters.refusal("rate_limited");
             strikes += 1;
             if strikes >= limits.flood_strikes_max {
                 let told = format!("{strikes} requests in a row over the tenant's rate");
@@ -659,7 +670,7 @@ async fn answer(
         Request::List { prefix } => list(conn, prefix).await,
         Request::Delete { key } => delete(conn, key).await,
         Request::Size { key } => size(conn, key).await,
-        Request::Subscribe { prefix } => subscribe(conn, prefix),
+        Request::Subscribe { prefix } => subscribe(conn, &prefix),
         Request::Push { items } => push(conn, id, items).await,
         Request::Ping => Ok((Reply::Pong, Vec::new())),
         Request::Counters => Ok((Reply::Counters(conn.shared.counters.snapshot()), Vec::new())),
@@ -871,17 +882,17 @@ async fn size(conn: &Connection, key: String) -> Answer {
     Ok((Reply::Size { bytes }, Vec::new()))
 }
 
-fn subscribe(conn: &Connection, prefix: String) -> Answer {
-    key_checked(&prefix, true)?;
+fn subscribe(conn: &Connection, prefix: &str) -> Answer {
+    key_checked(prefix, true)?;
     let subscriber = Subscriber {
         connection: conn.id,
-        prefix: prefix.clone(),
+        prefix: prefix.to_string(),
         queue: conn.demand.clone(),
         missed: Arc::new(AtomicBool::new(false)),
     };
     conn.tenant
         .subscribe(subscriber)
-        .map_err(|message| WireError::new(ErrorCode::Io, &prefix, message))?;
+        .map_err(|message| WireError::new(ErrorCode::Io, prefix, message))?;
     Ok((Reply::Done, Vec::new()))
 }
 

@@ -22,11 +22,13 @@ pub const TOKEN_T2: &str = "token-of-t2";
 /// A fresh empty directory under the target's temporary directory.
 pub fn temp_dir(label: &str) -> PathBuf {
     static NEXT: AtomicU32 = AtomicU32::new(0);
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("net-tests").join(format!(
-        "{}-{}-{label}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("net-tests")
+        .join(format!(
+            "{}-{}-{label}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
@@ -85,13 +87,23 @@ impl TestServer {
     pub fn start(limits: ServerLimits) -> Self {
         let dir = temp_dir("server");
         let pki = pki(&dir);
-        Self::start_at("127.0.0.1:0".parse().unwrap(), dir.join("data"), Some(pki), limits)
+        Self::start_at(
+            "127.0.0.1:0".parse().unwrap(),
+            dir.join("data"),
+            Some(pki),
+            limits,
+        )
     }
 
     /// Plain TCP on a fresh port (for raw-byte clients).
     pub fn start_insecure(limits: ServerLimits) -> Self {
         let dir = temp_dir("server");
-        Self::start_at("127.0.0.1:0".parse().unwrap(), dir.join("data"), None, limits)
+        Self::start_at(
+            "127.0.0.1:0".parse().unwrap(),
+            dir.join("data"),
+            None,
+            limits,
+        )
     }
 
     fn start_at(addr: SocketAddr, data: PathBuf, pki: Option<Pki>, limits: ServerLimits) -> Self {
@@ -126,7 +138,12 @@ impl TestServer {
     /// Starts again on the same port and data directory.
     pub fn restart(&mut self) {
         self.stop();
-        let again = Self::start_at(self.addr, self.data.clone(), self.pki.clone(), self.limits.clone());
+        let again = Self::start_at(
+            self.addr,
+            self.data.clone(),
+            self.pki.clone(),
+            self.limits.clone(),
+        );
         let mut again = again;
         self.handle = again.handle.take();
     }
