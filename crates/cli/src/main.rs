@@ -3,6 +3,7 @@
 //! ```text
 //! ferrite run --invoke fib examples/fib.wat 30
 //! ferrite ps --store /var/lib/ferrite
+//! ferrite serve --listen 127.0.0.1:7421 --data /var/lib/heaps --tokens tokens.txt --insecure
 //! ```
 //!
 //! `main` only parses the command line and dispatches; each subcommand lives in its
@@ -13,6 +14,7 @@ mod migrate;
 mod persist;
 mod procs;
 mod run;
+mod serve;
 mod store;
 mod store_path;
 
@@ -37,6 +39,7 @@ enum Command {
     Ps(procs::PsOptions),
     Inspect(procs::InspectOptions),
     Rm(procs::RmOptions),
+    Serve(serve::ServeOptions),
 }
 
 fn main() -> ExitCode {
@@ -50,5 +53,6 @@ fn main() -> ExitCode {
         Command::Ps(options) => procs::ps(&options),
         Command::Inspect(options) => procs::inspect(&options),
         Command::Rm(options) => procs::rm(&options),
+        Command::Serve(options) => serve::main(&options),
     }
 }

@@ -210,7 +210,7 @@ fn running(store: &Opened, name: &str) -> Result<Running, String> {
         } else {
             Running::No
         }),
-        Location::S3(_) => match lease_holder(&*store.backend, name) {
+        Location::S3(_) | Location::Server(_) => match lease_holder(&*store.backend, name) {
             Ok(Some(holder)) => Ok(Running::Leased(holder)),
             Ok(None) => Ok(Running::No),
             Err(error) => Err(error.to_string()),
@@ -558,8 +558,10 @@ fn remove(options: &RmOptions) -> Result<String, String> {
             }
             Err(e) => return Err(e.to_string()),
         },
-        Location::S3(_) => store::claim(&store, &options.store, name, &ferrite_ckpt::runner_tag())
-            .map_err(|message| format!("{message}; stop it before removing it"))?,
+        Location::S3(_) | Location::Server(_) => {
+            store::claim(&store, &options.store, name, &ferrite_ckpt::runner_tag())
+                .map_err(|message| format!("{message}; stop it before removing it"))?
+        }
     };
     // A bar on a terminal when there is much to delete.
     let mut bar: Option<indicatif::ProgressBar> = None;

@@ -1,5 +1,6 @@
-//! Opening the store named by `--store`: a local directory, or S3-compatible
-//! object storage (`s3://BUCKET/PREFIX`), sealed with a key or not, and the
+//! Opening the store named by `--store`: a local directory, S3-compatible
+//! object storage (`s3://BUCKET/PREFIX`), or a heap server
+//! (`ferrite://HOST:PORT/TENANT`), sealed with a key or not, and the
 //! runner's claim on a process (the local run lock, or a lease held in the
 //! store).
 
@@ -8,9 +9,10 @@ use clap::Args;
 use ferrite_ckpt::{
     Claim, LeaseConfig, LeaseError, LeaseKeeper, LockError, MonotonicClock, ProcessLock, StoreLease,
 };
-use ferrite_pagestore::{LocalStore, SealKey, SealedStore, StorageBackend};
+use ferrite_net::client::{ClientError, ClientOptions, ServerStore, SCHEME, SCHEME_INSECURE};
+use ferrite_pagestore::{LocalStore, SealKey, SealedStore, StorageBackend, StorageError};
 use ferrite_remote::{
-    default_cache_dir, CacheStatsHandle, CachedStore, S3Options, S3Store, StoreNotice,
+    default_cache_dir, CacheStatsHandle, CachedStore, NoticeHook, S3Options, S3Store, StoreNotice,
     CACHE_BYTES_DEFAULT,
 };
 use std::{
@@ -58,6 +60,16 @@ pub struct StoreOption {
     /// any moment.
     #[arg(long, value_name = "PATH")]
     pub cache_dir: Option<PathBuf>,
+
+    /// For a heap server (`ferrite://HOST:PORT/TENANT`): the file holding
+    /// the tenant's token [default: `$FERRITE_TOKEN`].
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+
+    /// For a heap server: the CA certificate (PEM) that signed the server's
+    /// certificate [default: the system's roots].
+    #[arg(long, value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// A cache size: `0` (no cache), or a size as `--physical-heap` takes it.
@@ -73,6 +85,8 @@ fn parse_cache_size(text: &str) -> Result<u64, String> {
 pub(crate) enum Location {
     Local(PathBuf),
     S3(String),
+    /// A heap server: `ferrite://HOST:PORT/TENANT` (or `ferrite+insecure://`).
+    Server(String),
 }
 
 impl Location {
@@ -82,6 +96,9 @@ impl Location {
         let path = store_root(option.store.as_deref())?;
         match path.to_str() {
             Some(url) if url.starts_with("s3://") => Ok(Location::S3(url.to_string())),
+            Some(url) if url.starts_with(SCHEME) || url.starts_with(SCHEME_INSECURE) => {
+                Ok(Location::Server(url.to_string()))
+            }
             _ => Ok(Location::Local(path)),
         }
     }
@@ -90,7 +107,7 @@ impl Location {
     pub(crate) fn display(&self) -> String {
         match self {
             Location::Local(path) => path.display().to_string(),
-            Location::S3(url) => url.clone(),
+            Location::S3(url) | Location::Server(url) => url.clone(),
         }
     }
 
@@ -98,7 +115,7 @@ impl Location {
     pub(crate) fn local(&self) -> Option<&Path> {
         match self {
             Location::Local(path) => Some(path),
-            Location::S3(_) => None,
+            Location::S3(_) | Location::Server(_) => None,
         }
     }
 }
@@ -172,11 +189,16 @@ fn open_s3(url: &str, option: &StoreOption, read_only: bool) -> Result<S3Store, 
                 .and_then(|_| std::fs::write(&marker, b"honours create-only puts\n"));
         }
     }
-    // A fault, upload or listing that waits out an outage says so: one line
-    // every ten seconds of an outage, whatever the number of requests, and
-    // one when it ends.
+    store.set_notice_hook(Some(outage_printer()));
+    Ok(store)
+}
+
+/// A notice hook for a remote store: a fault, upload or listing that waits
+/// out an outage says so on stderr, one line every ten seconds of an outage
+/// whatever the number of requests, and one when it ends.
+fn outage_printer() -> NoticeHook {
     let printed: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
-    store.set_notice_hook(Some(Arc::new(move |notice: &StoreNotice| {
+    Arc::new(move |notice: &StoreNotice| {
         let mut printed = printed
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -205,13 +227,42 @@ fn open_s3(url: &str, option: &StoreOption, read_only: bool) -> Result<S3Store, 
             }
             _ => {}
         }
-    })));
+    })
+}
+
+/// Connects to the heap server at `url` with the tenant's token (from
+/// `--token-file`, else `$FERRITE_TOKEN`).
+fn open_server(url: &str, option: &StoreOption) -> Result<ServerStore, String> {
+    let token = match &option.token_file {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read the token file {}: {e}", path.display()))?
+            .trim()
+            .to_string(),
+        None => std::env::var("FERRITE_TOKEN").unwrap_or_default(),
+    };
+    if token.is_empty() {
+        return Err(format!(
+            "{url} is a heap server: give the tenant's token with --token-file FILE or \
+             $FERRITE_TOKEN"
+        ));
+    }
+    let options = ClientOptions {
+        token,
+        ca_cert: option.ca_cert.clone(),
+        client_tag: ferrite_ckpt::runner_tag(),
+        ..ClientOptions::default()
+    };
+    let store = ServerStore::open(url, &options).map_err(|error| match error {
+        ClientError::Refused(StorageError::PermissionDenied { reason, .. }) => reason,
+        other => format!("cannot open store {url}: {other}"),
+    })?;
+    store.set_notice_hook(Some(outage_printer()));
     Ok(store)
 }
 
-/// The local cache in front of object storage at `url`, as the options say.
+/// The local cache in front of the remote store at `url`, as the options say.
 fn cached(
-    backend: S3Store,
+    backend: Arc<dyn StorageBackend>,
     url: &str,
     option: &StoreOption,
 ) -> (Arc<dyn StorageBackend>, Option<CacheStatsHandle>) {
@@ -219,11 +270,11 @@ fn cached(
     let dir = option.cache_dir.clone().or_else(default_cache_dir);
     match dir {
         Some(dir) if bytes > 0 => {
-            let cache = CachedStore::open(Arc::new(backend), dir, url, bytes);
+            let cache = CachedStore::open(backend, dir, url, bytes);
             let stats = cache.stats_handle();
             (Arc::new(cache), Some(stats))
         }
-        _ => (Arc::new(backend), None),
+        _ => (backend, None),
     }
 }
 
@@ -248,7 +299,8 @@ pub(crate) fn open_for_runner(option: &StoreOption) -> Result<Opened, String> {
             None,
         ),
         // The cache holds what the store holds: ciphertext, with a key.
-        Location::S3(url) => cached(open_s3(url, option, false)?, url, option),
+        Location::S3(url) => cached(Arc::new(open_s3(url, option, false)?), url, option),
+        Location::Server(url) => cached(Arc::new(open_server(url, option)?), url, option),
     };
     let backend = sealed(raw, key.as_ref(), &location)?;
     Ok(Opened {
@@ -270,6 +322,7 @@ pub(crate) fn open_for_reading(option: &StoreOption) -> Result<Option<Opened>, S
             None => return Ok(None),
         },
         Location::S3(url) => Arc::new(open_s3(url, option, false)?),
+        Location::Server(url) => Arc::new(open_server(url, option)?),
     };
     let backend = sealed(raw, key.as_ref(), &location)?;
     Ok(Some(Opened {
@@ -290,7 +343,7 @@ pub(crate) fn claim(
 ) -> Result<Claim, String> {
     match &opened.location {
         Location::Local(root) => lock(root, name).map(Claim::Local),
-        Location::S3(_) => {
+        Location::S3(_) | Location::Server(_) => {
             let clock = Arc::new(MonotonicClock::default());
             let config = lease_config(option);
             let mut noted = false;
@@ -350,17 +403,23 @@ pub(crate) fn lock(root: &Path, name: &str) -> Result<ProcessLock, String> {
 pub(crate) fn journal_dir(location: &Location, name: &str) -> Result<PathBuf, String> {
     match location {
         Location::Local(root) => Ok(root.join("journals").join(name)),
-        Location::S3(url) => {
+        Location::S3(url) | Location::Server(url) => {
             // The default local store directory's parent data directory, never
-            // an `s3://` value of `$FERRITE_STORE`.
+            // a remote value of `$FERRITE_STORE`.
             let data = match Location::of(&StoreOption::default())? {
                 Location::Local(dir) => dir,
-                Location::S3(_) => std::env::var_os("HOME")
+                Location::S3(_) | Location::Server(_) => std::env::var_os("HOME")
                     .map(|home| PathBuf::from(home).join(".local/share/ferrite"))
                     .ok_or("cannot find a data directory for the file journal")?,
             };
-            let safe: String = url
-                .trim_start_matches("s3://")
+            let (kind, rest) = match url.strip_prefix("s3://") {
+                Some(rest) => ("s3", rest),
+                None => (
+                    "srv",
+                    url.split_once("://").map_or(url.as_str(), |(_, rest)| rest),
+                ),
+            };
+            let safe: String = rest
                 .chars()
                 .map(|c| {
                     if c.is_ascii_alphanumeric() || c == '-' {
@@ -370,7 +429,10 @@ pub(crate) fn journal_dir(location: &Location, name: &str) -> Result<PathBuf, St
                     }
                 })
                 .collect();
-            Ok(data.join("journals").join(format!("s3-{safe}")).join(name))
+            Ok(data
+                .join("journals")
+                .join(format!("{kind}-{safe}"))
+                .join(name))
         }
     }
 }

@@ -1,0 +1,245 @@
+//! Heaps on a heap server, end to end through the `ferrite` binary: a real
+//! `ferrite serve` over TLS (certificates made here), a process whose heap
+//! is larger than its physical heap running on `ferrite://`, the server
+//! killed with `kill -9` under it and started again (the process pauses and
+//! ends with the uninterrupted result), `ps`, `inspect` and `rm` over
+//! `ferrite://`, and a wrong token refused in one clear line.
+
+#![allow(clippy::unwrap_used)]
+
+use ferrite_ckpt::ProcessStore;
+use ferrite_net::client::{ClientOptions, ServerStore};
+use ferrite_pagestore::StorageBackend;
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+use std::{
+    fs,
+    net::{TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    sync::Arc,
+    thread::sleep,
+    time::{Duration, Instant},
+};
+
+const FERRITE: &str = env!("CARGO_BIN_EXE_ferrite");
+const TOKEN: &str = "the-token-of-t1";
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn temp_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("serve-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A CA and a server certificate for 127.0.0.1 it signed: (ca, cert, key).
+fn pki(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let paths = (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    );
+    fs::write(&paths.0, ca.pem()).unwrap();
+    fs::write(&paths.1, leaf.pem()).unwrap();
+    fs::write(&paths.2, key.serialize_pem()).unwrap();
+    paths
+}
+
+struct Server {
+    child: Child,
+    args: Vec<String>,
+    port: u16,
+}
+
+impl Server {
+    fn start(args: Vec<String>, port: u16) -> Self {
+        let child = Command::new(FERRITE)
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let began = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                began.elapsed() < Duration::from_secs(10),
+                "the server did not start"
+            );
+            sleep(Duration::from_millis(20));
+        }
+        Self { child, args, port }
+    }
+
+    fn kill_9(&mut self) {
+        self.child.kill().unwrap(); // SIGKILL
+        self.child.wait().unwrap();
+    }
+
+    fn restart(&mut self) {
+        *self = Self::start(self.args.clone(), self.port);
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn ferrite(args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(FERRITE)
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap()
+}
+
+fn newest_epoch(store: &Arc<dyn StorageBackend>) -> u64 {
+    ProcessStore::new(store.clone(), "job")
+        .unwrap()
+        .epochs()
+        .unwrap()
+        .last()
+        .copied()
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_process_on_a_heap_server_outlives_kill_9_of_the_server() {
+    let dir = temp_dir();
+    let (ca, cert, key) = pki(&dir);
+    let tokens = dir.join("tokens");
+    let digest = ferrite_net::tokens::digest_hex(TOKEN);
+    fs::write(&tokens, format!("# tenants\nt1 {digest}\n")).unwrap();
+    let port = free_port();
+    let data = dir.join("data");
+    let args: Vec<String> = [
+        "serve",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--data",
+        data.to_str().unwrap(),
+        "--tokens",
+        tokens.to_str().unwrap(),
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+        "--report-every",
+        "0",
+    ]
+    .map(String::from)
+    .to_vec();
+    let mut server = Server::start(args, port);
+    let url = format!("ferrite://127.0.0.1:{port}/t1");
+    let home = dir.join("home");
+    let env = [("FERRITE_TOKEN", TOKEN), ("HOME", home.to_str().unwrap())];
+    let churn = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/churn.wat");
+    let churn = churn.to_str().unwrap();
+    let (steps, mib) = ("200000", "24");
+    let expected = ferrite(&["run", "--invoke", "churn", churn, steps, mib], &[]);
+    assert!(expected.status.success(), "{}", text(&expected.stderr));
+
+    let cache = dir.join("cache");
+    let ca_arg = ca.to_str().unwrap();
+    let child = Command::new(FERRITE)
+        .args([
+            "run",
+            "--name",
+            "job",
+            "--store",
+            &url,
+            "--ca-cert",
+            ca_arg,
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "--physical-heap",
+            "16MiB",
+            "--checkpoint-every",
+            "300ms",
+            "--lease",
+            "2s",
+            "--invoke",
+            "churn",
+            churn,
+            steps,
+            mib,
+        ])
+        .envs(env)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let options = ClientOptions {
+        token: TOKEN.into(),
+        ca_cert: Some(ca.clone()),
+        ..ClientOptions::default()
+    };
+    let store: Arc<dyn StorageBackend> = Arc::new(ServerStore::open(&url, &options).unwrap());
+    let began = Instant::now();
+    while newest_epoch(&store) < 2 {
+        assert!(
+            began.elapsed() < Duration::from_mins(1),
+            "no checkpoint in a minute"
+        );
+        sleep(Duration::from_millis(50));
+    }
+    server.kill_9();
+    sleep(Duration::from_millis(3500));
+    server.restart();
+    let out = child.wait_with_output().unwrap();
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(text(&out.stdout), text(&expected.stdout), "{stderr}");
+    assert!(
+        stderr.contains("does not answer"),
+        "the pause is said: {stderr}"
+    );
+
+    let store_args = ["--store", &url, "--ca-cert", ca_arg];
+    let ps = ferrite(&[&["ps"][..], &store_args].concat(), &env);
+    assert!(ps.status.success(), "{}", text(&ps.stderr));
+    assert!(
+        text(&ps.stdout).contains("returned"),
+        "{}",
+        text(&ps.stdout)
+    );
+    let inspect = ferrite(&[&["inspect", "job"][..], &store_args].concat(), &env);
+    assert!(inspect.status.success(), "{}", text(&inspect.stderr));
+    assert!(
+        text(&inspect.stdout).contains(&url),
+        "{}",
+        text(&inspect.stdout)
+    );
+
+    let wrong = [("FERRITE_TOKEN", "not-the-token"), env[1]];
+    let refused = ferrite(&[&["ps"][..], &store_args].concat(), &wrong);
+    assert!(!refused.status.success());
+    let message = text(&refused.stderr);
+    assert_eq!(message.lines().count(), 1, "{message}");
+    assert!(message.contains("wrong token"), "{message}");
+
+    let rm = ferrite(&[&["rm", "job"][..], &store_args].concat(), &env);
+    assert!(rm.status.success(), "{}", text(&rm.stderr));
+    assert!(store.list("procs/job/").unwrap().is_empty());
+}
