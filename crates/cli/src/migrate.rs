@@ -122,6 +122,11 @@ pub(crate) fn serve_requests(
             }
         }),
     };
+    // Requests that came during a take-over's rounds: its last checkpoint
+    // answers them (it was committed after they were made).
+    if matches!(result, Ok(Taken::Moved { .. })) {
+        taken.extend(process.take_requests());
+    }
     let answer = match &result {
         Ok(Taken::Moved { answer, .. }) => answer.clone(),
         Ok(Taken::Ended(_)) => Answer::refused("the program ended before it could move"),
@@ -136,6 +141,9 @@ pub(crate) fn serve_requests(
         let answer = match (&request.kind, &result) {
             (RequestKind::TakeOver { .. }, _) if request.key != first.key => {
                 Answer::refused("another take-over came first")
+            }
+            (RequestKind::Checkpoint | RequestKind::Stop, Ok(Taken::Moved { answer, .. })) => {
+                Answer::done(answer.epoch)
             }
             _ => answer.clone(),
         };
@@ -480,7 +488,8 @@ pub(crate) fn request_checkpoint(
         RequestKind::Checkpoint
     };
     let tag = ferrite_ckpt::runner_tag();
-    let key = requests::post_request(backend, name, generation, &kind, &tag)
+    let mut asked = generation;
+    let mut key = requests::post_request(backend, name, asked, &kind, &tag)
         .map_err(|e| format!("cannot ask the runner of {name}: {e}"))?;
     let deadline = Instant::now() + timeout;
     loop {
@@ -495,20 +504,31 @@ pub(crate) fn request_checkpoint(
             Ok(None) => {}
             Err(error) => return Err(error.to_string()),
         }
-        // A runner that stopped renewing will never answer (one that
-        // answered and stopped released its lease just after: look again).
-        if let Ok(state) = ferrite_ckpt::lease_state(backend, name) {
-            let running =
-                matches!(state, LeaseState::Held { generation: g, .. } if g >= generation);
-            if !running && matches!(requests::read_answer(backend, &key), Ok(None)) {
-                return Err(format!("process {name} stopped before checkpointing"));
-            }
-        }
         if Instant::now() > deadline {
             return Err(format!(
                 "no checkpoint of {name} within {}",
                 humantime::format_duration(timeout)
             ));
+        }
+        // A runner that stopped renewing will never answer (one that
+        // answered and stopped released its lease just after: look again).
+        // A process that moved meanwhile is asked again, on its new runner.
+        match ferrite_ckpt::lease_state(backend, name) {
+            Ok(LeaseState::Held { generation, .. }) if generation > asked => {
+                if matches!(requests::read_answer(backend, &key), Ok(None)) {
+                    asked = generation;
+                    key = requests::post_request(backend, name, asked, &kind, &tag)
+                        .map_err(|e| format!("cannot ask the runner of {name}: {e}"))?;
+                }
+            }
+            Ok(LeaseState::Held { .. } | LeaseState::HandedTo { .. }) => {}
+            Ok(LeaseState::None | LeaseState::Released { .. }) => {
+                if matches!(requests::read_answer(backend, &key), Ok(None)) {
+                    return Err(format!("process {name} stopped before checkpointing"));
+                }
+            }
+            // Looked at again at the next turn.
+            Err(_) => {}
         }
         std::thread::sleep(Duration::from_millis(20));
     }

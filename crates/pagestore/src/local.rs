@@ -160,6 +160,9 @@ pub struct LocalStore<F: FileSystem = StdFs> {
     handles: Mutex<Handles<F::File>>,
     /// Directories below the root known to be durable in their parents.
     dirs_durable: Mutex<BTreeSet<PathBuf>>,
+    /// Deferred puts, too, show an object under its name only once all of
+    /// its bytes are written (see [`LocalStore::whole_objects_only`]).
+    whole_only: bool,
 }
 
 const TEMP_PREFIX: &str = ".tmp-";
@@ -215,6 +218,7 @@ impl<F: FileSystem> LocalStore<F> {
             poisoned: Mutex::new(None),
             handles: Mutex::new(Handles::new()),
             dirs_durable: Mutex::new(BTreeSet::new()),
+            whole_only: false,
         };
         remove_temporaries(&store.fs, &store.root)?;
         Ok(store)
@@ -345,20 +349,55 @@ impl<F: FileSystem> LocalStore<F> {
         })
     }
 
-    /// Writes `bytes` to a new temporary file in `dir` and syncs it; returns its
-    /// path.
-    fn write_temporary(
+    /// Makes deferred puts, too, show an object under its name only once all
+    /// of its bytes are written: they go through a temporary name (not
+    /// synced; [`StorageBackend::sync`] syncs them as usual). For a store
+    /// that others read while it is written (the heap server serves one
+    /// runner's objects to another's listings and reads, and a crash of the
+    /// server mid-write must not leave a short object under a final name).
+    #[must_use]
+    pub fn whole_objects_only(mut self) -> Self {
+        self.whole_only = true;
+        self
+    }
+
+    /// Writes `bytes` under a temporary name, then links it to `path`
+    /// (create-only); returns the open file, not synced.
+    fn put_whole_unsynced(
         &self,
         key: &str,
-        dir: &Path,
+        path: &Path,
         bytes: &[u8],
-    ) -> Result<PathBuf, StorageError> {
+    ) -> Result<F::File, StorageError> {
+        let dir = path
+            .parent()
+            .expect("a checked key has a parent under the root");
+        let (temp, file) = self.create_temporary(key, dir)?;
+        if let Err(e) = file.write_all_at(bytes, 0) {
+            let _ = self.fs.unlink(&temp);
+            return Err(self.poison(StorageError::io(key, e)));
+        }
+        let linked = self.fs.link(&temp, path);
+        let _ = self.fs.unlink(&temp);
+        match linked {
+            Ok(()) => Ok(file),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                Err(StorageError::AlreadyExists {
+                    key: key.to_string(),
+                })
+            }
+            Err(e) => Err(self.poison(StorageError::io(key, e))),
+        }
+    }
+
+    /// Creates a new temporary file in `dir`.
+    fn create_temporary(&self, key: &str, dir: &Path) -> Result<(PathBuf, F::File), StorageError> {
         let mut attempts = 0;
-        let (temp, file) = loop {
+        loop {
             let temp = dir.join(temp_name());
             attempts += 1;
             match self.create_object(key, &temp) {
-                Ok(file) => break (temp, file),
+                Ok(file) => return Ok((temp, file)),
                 // Someone else's; never touched.
                 Err(StorageError::AlreadyExists { .. }) if attempts < TEMP_ATTEMPTS_MAX => {}
                 Err(StorageError::AlreadyExists { .. }) => {
@@ -367,7 +406,18 @@ impl<F: FileSystem> LocalStore<F> {
                 }
                 Err(e) => return Err(e),
             }
-        };
+        }
+    }
+
+    /// Writes `bytes` to a new temporary file in `dir` and syncs it; returns its
+    /// path.
+    fn write_temporary(
+        &self,
+        key: &str,
+        dir: &Path,
+        bytes: &[u8],
+    ) -> Result<PathBuf, StorageError> {
+        let (temp, file) = self.create_temporary(key, dir)?;
         if let Err(e) = file.write_all_at(bytes, 0).and_then(|()| file.sync()) {
             let _ = self.fs.unlink(&temp);
             return Err(self.poison(StorageError::io(key, e)));
@@ -568,12 +618,17 @@ impl<F: FileSystem> StorageBackend for LocalStore<F> {
     fn put_new_deferred(&self, key: &str, bytes: &[u8]) -> Result<(), StorageError> {
         self.check_poisoned()?;
         let path = self.path(key)?;
-        let file = self.create_object(key, &path)?;
-        if let Err(e) = file.write_all_at(bytes, 0) {
-            // Never leave a short object under its final name.
-            let _ = self.fs.unlink(&path);
-            return Err(self.poison(StorageError::io(key, e)));
-        }
+        let file = if self.whole_only {
+            self.put_whole_unsynced(key, &path, bytes)?
+        } else {
+            let file = self.create_object(key, &path)?;
+            if let Err(e) = file.write_all_at(bytes, 0) {
+                // Never leave a short object under its final name.
+                let _ = self.fs.unlink(&path);
+                return Err(self.poison(StorageError::io(key, e)));
+            }
+            file
+        };
         let file = Arc::new(file);
         {
             let mut handles = self.handles();
@@ -710,6 +765,26 @@ mod tests {
             "a live writer's file is kept"
         );
         fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn whole_objects_only_writes_deferred_objects_through_a_temporary() {
+        let dir = temp_dir("whole");
+        let store = LocalStore::open(&dir).unwrap().whole_objects_only();
+        let key = "procs/p/segments/1";
+        store.put_new_deferred(key, b"all of it").unwrap();
+        assert!(matches!(
+            store.put_new_deferred(key, b"again"),
+            Err(StorageError::AlreadyExists { .. })
+        ));
+        store.sync(&[key.to_string()]).unwrap();
+        assert_eq!(store.get(key, None).unwrap(), b"all of it");
+        // No temporary is left beside it.
+        let names: Vec<_> = std::fs::read_dir(dir.join("procs/p/segments"))
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["1"]);
     }
 
     #[test]

@@ -80,7 +80,11 @@ fn open_store(
         "tenant names are checked at the handshake"
     );
     let store: Arc<dyn StorageBackend> = match data {
-        DataLocation::Dir(dir) => Arc::new(LocalStore::open(dir.join("tenants").join(name))?),
+        DataLocation::Dir(dir) => Arc::new(
+            // Another connection may list and read an object while it is
+            // written, and a crash mid-write must not leave it short.
+            LocalStore::open(dir.join("tenants").join(name))?.whole_objects_only(),
+        ),
         DataLocation::S3(url) => {
             let url = format!("{url}/{name}");
             let options = ferrite_remote::S3Options::default();
