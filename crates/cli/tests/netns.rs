@@ -220,7 +220,7 @@ impl<'n> Server<'n> {
         }
     }
 
-    fn url(&self) -> String {
+    fn url() -> String {
         format!("ferrite://{SERVER_IP}:{PORT}/t1")
     }
 }
@@ -293,7 +293,7 @@ impl<'n> Machine<'n> {
             network,
             name,
             cache: temp_dir(name),
-            url: server.url(),
+            url: Server::url(),
             ca: server.ca.clone(),
         }
     }
