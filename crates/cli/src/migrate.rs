@@ -237,6 +237,8 @@ pub(crate) struct TakeOver {
     pub(crate) fetched_objects: usize,
     /// When the process ran its first instruction here (0: not yet).
     pub(crate) started_unix_ns: u64,
+    /// When the runner was asked to hand the process over.
+    pub(crate) asked: Option<Instant>,
 }
 
 /// `ferrite resume NAME --take-over`: asks the runner of `name` to hand the
@@ -261,6 +263,7 @@ pub(crate) fn take_over(
                 fetched_bytes: 0,
                 fetched_objects: 0,
                 started_unix_ns: 0,
+                asked: None,
             });
         }
         LeaseState::HandedTo { holder, .. } => {
@@ -365,6 +368,7 @@ pub(crate) fn take_over(
                 fetched_bytes,
                 fetched_objects,
                 started_unix_ns: 0,
+                asked: Some(began),
             });
         }
         Err(error) => return Err(error.to_string()),
@@ -382,6 +386,7 @@ pub(crate) fn take_over(
         fetched_bytes,
         fetched_objects,
         started_unix_ns: 0,
+        asked: Some(began),
     })
 }
 

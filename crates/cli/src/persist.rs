@@ -284,9 +284,16 @@ struct Runner {
     backend: Arc<dyn StorageBackend>,
     claim: ferrite_ckpt::Claim,
     journal_dir: PathBuf,
-    cache: Option<ferrite_remote::CacheStatsHandle>,
+    counters: StoreCounters,
     /// How the process came here, for `--take-over`.
     moved: Option<migrate::TakeOver>,
+}
+
+/// Counters of the layers of a remote store, for `--stats`.
+#[derive(Default)]
+struct StoreCounters {
+    cache: Option<ferrite_remote::CacheStatsHandle>,
+    net: Option<ferrite_net::client::NetStatsHandle>,
 }
 
 /// Opens the store and claims process `name`: at once, or with
@@ -321,7 +328,10 @@ fn open_for_runner(
         backend: opened.backend,
         claim,
         journal_dir,
-        cache: opened.cache,
+        counters: StoreCounters {
+            cache: opened.cache,
+            net: opened.net,
+        },
         moved,
     })
 }
@@ -380,16 +390,9 @@ pub fn run_named(name: &str, prepared: Prepared, options: &PersistOptions) -> Ex
             return fail(&message);
         }
     }
-    let cache = runner.cache;
+    let counters = runner.counters;
     match Process::start(runner.backend, runner.claim, launch, &process_options) {
-        Ok(process) => drive(
-            process,
-            options,
-            Some(&requests),
-            None,
-            cache.as_ref(),
-            None,
-        ),
+        Ok(process) => drive(process, options, Some(&requests), None, &counters, None),
         Err(error) => fail(&error.to_string()),
     }
 }
@@ -413,7 +416,7 @@ pub fn run_scratch(prepared: Prepared, options: &PersistOptions) -> ExitCode {
         launch.name = "scratch".into();
         let process = Process::start(backend, None, launch, &process_options)
             .map_err(|e| fail(&e.to_string()))?;
-        Ok::<_, ExitCode>(drive(process, options, None, None, None, None))
+        Ok::<_, ExitCode>(drive(process, options, None, None, &StoreCounters::default(), None))
     })();
     let _ = std::fs::remove_dir_all(&root);
     status.unwrap_or_else(|status| status)
@@ -444,7 +447,7 @@ pub fn resume(options: &ResumeOptions) -> ExitCode {
         Err(message) => return fail(&message),
     };
     let from = options.from_checkpoint;
-    let cache = runner.cache;
+    let counters = runner.counters;
     let mut runner_moved = runner.moved;
     match Process::resume_from(runner.backend, runner.claim, name, &process_options, from) {
         Ok((mut process, mut report)) => {
@@ -482,11 +485,16 @@ pub fn resume(options: &ResumeOptions) -> ExitCode {
             for lost in &report.lost {
                 eprintln!("warning: {name}: {lost}; the program sees EIO on it");
             }
-            if options.prefetch {
-                match prefetch(&mut process) {
-                    Ok(pages) => report.prefetched = pages,
-                    Err(error) => return stopped(&process, &error),
-                }
+            // Read the pages resident at the checkpoint now, or ask the
+            // store to send them while the process runs (a heap server
+            // pushes them; other stores ignore the hint).
+            let ahead = if options.prefetch {
+                prefetch(&mut process).map(|pages| report.prefetched = pages)
+            } else {
+                process.hint_resident().map(|pages| report.hinted = pages)
+            };
+            if let Err(error) = ahead {
+                return stopped(&process, &error);
             }
             if let Some(moved) = &mut runner_moved {
                 moved.started_unix_ns = migrate::unix_ns();
@@ -497,7 +505,7 @@ pub fn resume(options: &ResumeOptions) -> ExitCode {
                 &options.persist,
                 Some(&requests),
                 Some(&report),
-                cache.as_ref(),
+                &counters,
                 runner_moved.as_ref(),
             )
         }
@@ -655,7 +663,7 @@ fn drive(
     options: &PersistOptions,
     requests: Option<&Requests>,
     resumed: Option<&ResumeReport>,
-    cache: Option<&ferrite_remote::CacheStatsHandle>,
+    counters: &StoreCounters,
     moved: Option<&migrate::TakeOver>,
 ) -> ExitCode {
     let persistent = process.is_persistent();
@@ -740,20 +748,39 @@ fn drive(
         if let Some(answer) = moved.and_then(|moved| moved.answer.as_ref()) {
             let moved = moved.expect("an answer comes with a take-over");
             let before: u64 = answer.rounds.iter().map(|r| r.pages_written).sum();
+            let rounds: Vec<String> = answer
+                .rounds
+                .iter()
+                .map(|round| round.pages_written.to_string())
+                .collect();
             eprintln!(
                 "  take-over     downtime {}, pages moved: {before} before the start \
-                 ({} rounds; {:.2} MiB in {} segments fetched ahead), {} after (faulted in)",
+                 ({} rounds: {}; {:.2} MiB in {} segments fetched ahead), {} after (faulted in)",
                 migrate::downtime_at(answer, moved.started_unix_ns).map_or_else(
                     || "unknown".into(),
                     |d| format!("{:.1} ms", d.as_secs_f64() * 1000.0)
                 ),
                 answer.rounds.len(),
+                rounds.join(" + "),
                 moved.fetched_bytes as f64 / f64::from(1 << 20),
                 moved.fetched_objects,
                 stats.heap.page_faults,
             );
         }
-        if let Some(cache) = cache {
+        if let Some(net) = &counters.net {
+            let stats = net.get();
+            eprintln!(
+                "  heap server   {} reads on demand ({:.2} MiB), {} from pushed pages \
+                 ({:.2} MiB of {:.2} MiB pushed), {} reconnects",
+                stats.demand_gets,
+                stats.demand_bytes as f64 / f64::from(1 << 20),
+                stats.pushed_gets,
+                stats.pushed_bytes_used as f64 / f64::from(1 << 20),
+                stats.pushed_bytes_received as f64 / f64::from(1 << 20),
+                stats.reconnects,
+            );
+        }
+        if let Some(cache) = &counters.cache {
             let stats = cache.get();
             eprintln!(
                 "  local cache   hit rate {:.1}% ({} of {} blocks), {:.2} MiB from the cache, \
@@ -805,10 +832,13 @@ fn report_take_over(name: &str, epoch: u64, moved: &migrate::TakeOver) {
         |d| format!("{:.1} ms", d.as_secs_f64() * 1000.0),
     );
     let last = answer.rounds.last().copied().unwrap_or_default();
+    let total = moved
+        .asked
+        .map_or(0.0, |asked| asked.elapsed().as_secs_f64());
     eprintln!(
         "ferrite: {name} taken over from {from} at checkpoint {epoch}: downtime {downtime} \
          ({} rounds, {pages} pages sent, the last {} after the stop in {:.1} ms; {:.1} MiB \
-         fetched ahead)",
+         fetched ahead; {total:.2} s since the request)",
         answer.rounds.len(),
         last.pages_written,
         last.pause_us as f64 / 1000.0,
@@ -875,10 +905,12 @@ fn print_stats(stats: &ProcessStats, elapsed: Duration, resumed: Option<&ResumeR
     if let Some(resumed) = resumed {
         let _ = writeln!(
             text,
-            "  resume        from checkpoint {}, ready after {:.2} ms, {} pages prefetched",
+            "  resume        from checkpoint {}, ready after {:.2} ms, {} pages prefetched, \
+             {} asked of the store ahead",
             resumed.epoch,
             ms(resumed.ready_after),
-            resumed.prefetched
+            resumed.prefetched,
+            resumed.hinted
         );
     }
     let _ = write!(

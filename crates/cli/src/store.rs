@@ -9,7 +9,9 @@ use clap::Args;
 use ferrite_ckpt::{
     Claim, LeaseConfig, LeaseError, LeaseKeeper, LockError, MonotonicClock, ProcessLock, StoreLease,
 };
-use ferrite_net::client::{ClientError, ClientOptions, ServerStore, SCHEME, SCHEME_INSECURE};
+use ferrite_net::client::{
+    ClientError, ClientOptions, NetStatsHandle, ServerStore, SCHEME, SCHEME_INSECURE,
+};
 use ferrite_pagestore::{LocalStore, SealKey, SealedStore, StorageBackend, StorageError};
 use ferrite_remote::{
     default_cache_dir, CacheStatsHandle, CachedStore, NoticeHook, S3Options, S3Store, StoreNotice,
@@ -284,12 +286,15 @@ pub(crate) struct Opened {
     pub(crate) backend: Arc<dyn StorageBackend>,
     pub(crate) location: Location,
     pub(crate) cache: Option<CacheStatsHandle>,
+    /// The heap server client's counters, if the store is a heap server.
+    pub(crate) net: Option<NetStatsHandle>,
 }
 
 /// Opens the store for a runner, creating a local one if needed.
 pub(crate) fn open_for_runner(option: &StoreOption) -> Result<Opened, String> {
     let location = Location::of(option)?;
     let key = seal_key(option)?;
+    let mut net = None;
     let (raw, cache): (Arc<dyn StorageBackend>, _) = match &location {
         Location::Local(root) => (
             Arc::new(
@@ -300,13 +305,18 @@ pub(crate) fn open_for_runner(option: &StoreOption) -> Result<Opened, String> {
         ),
         // The cache holds what the store holds: ciphertext, with a key.
         Location::S3(url) => cached(Arc::new(open_s3(url, option, false)?), url, option),
-        Location::Server(url) => cached(Arc::new(open_server(url, option)?), url, option),
+        Location::Server(url) => {
+            let server = open_server(url, option)?;
+            net = Some(server.stats_handle());
+            cached(Arc::new(server), url, option)
+        }
     };
     let backend = sealed(raw, key.as_ref(), &location)?;
     Ok(Opened {
         backend,
         location,
         cache,
+        net,
     })
 }
 
@@ -329,6 +339,7 @@ pub(crate) fn open_for_reading(option: &StoreOption) -> Result<Option<Opened>, S
         backend,
         location,
         cache: None,
+        net: None,
     }))
 }
 

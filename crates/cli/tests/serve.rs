@@ -7,13 +7,14 @@
 
 #![allow(clippy::unwrap_used)]
 
+use ferrite_chaos::{LinkShape, TcpProxy};
 use ferrite_ckpt::ProcessStore;
 use ferrite_net::client::{ClientOptions, ServerStore};
 use ferrite_pagestore::StorageBackend;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use std::{
     fs,
-    net::{TcpListener, TcpStream},
+    net::{SocketAddr, TcpListener, TcpStream},
     path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
     sync::Arc,
@@ -242,4 +243,192 @@ fn a_process_on_a_heap_server_outlives_kill_9_of_the_server() {
     let rm = ferrite(&[&["rm", "job"][..], &store_args].concat(), &env);
     assert!(rm.status.success(), "{}", text(&rm.stderr));
     assert!(store.list("procs/job/").unwrap().is_empty());
+}
+
+/// A process resumed from a heap server runs at once while the server sends
+/// it the pages that were resident at its checkpoint: `--stats` shows reads
+/// answered from pushed pages, and the result is the uninterrupted one.
+#[test]
+fn a_resumed_process_is_sent_its_resident_pages_while_it_runs() {
+    let dir = temp_dir().join("push");
+    let (_server, port) = insecure_server(&dir);
+    let url = format!("ferrite+insecure://127.0.0.1:{port}/t1");
+    let mover = mover();
+    // 16 MiB of heap, paced at 16 MiB/s: about four seconds of work.
+    let workload = [mover.as_str(), "16", "16", "16000"];
+    let expected = uninterrupted(&dir, &workload);
+
+    let out = dir.join("out");
+    fs::create_dir_all(&out).unwrap();
+    let mapping = format!("{}::/out", out.display());
+    let env = [("FERRITE_TOKEN", TOKEN)];
+    let store = |cache: &str| {
+        [
+            "--store".to_string(),
+            url.clone(),
+            "--cache-dir".to_string(),
+            dir.join(cache).display().to_string(),
+        ]
+    };
+    let first = store("cache-a");
+    let first: Vec<&str> = first.iter().map(String::as_str).collect();
+    let runner = Command::new(FERRITE)
+        .args(["run", "--name", "job", "--dir", &mapping])
+        .args(&first)
+        .args(workload)
+        .envs(env)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let began = Instant::now();
+    while fs::read_to_string(out.join("log.txt")).map_or(0, |log| log.lines().count()) < 4 {
+        assert!(began.elapsed() < Duration::from_mins(1), "no progress");
+        sleep(Duration::from_millis(20));
+    }
+    let stop = ferrite(&[&["checkpoint", "job", "--stop"][..], &first].concat(), &env);
+    assert!(stop.status.success(), "{}", text(&stop.stderr));
+    let stopped = runner.wait_with_output().unwrap();
+    assert_eq!(stopped.status.code(), Some(143), "{}", text(&stopped.stderr));
+
+    // Another machine: an empty cache of its own.
+    let second = store("cache-b");
+    let second: Vec<&str> = second.iter().map(String::as_str).collect();
+    let resumed = ferrite(&[&["resume", "job", "--stats"][..], &second].concat(), &env);
+    let stderr = text(&resumed.stderr);
+    assert!(resumed.status.success(), "{stderr}");
+    assert_eq!(text(&resumed.stdout), expected, "{stderr}");
+    let asked: u64 = number_before(&stderr, " asked of the store ahead");
+    assert!(asked >= 2048, "most of the 16 MiB was resident: {stderr}");
+    let pushed: u64 = number_before(&stderr, " from pushed pages");
+    assert!(pushed > 0, "reads answered from pushed pages: {stderr}");
+}
+
+/// The number just before `marker` in `text`.
+fn number_before(text: &str, marker: &str) -> u64 {
+    let at = text
+        .find(marker)
+        .unwrap_or_else(|| panic!("no {marker:?} in {text}"));
+    let digits: String = text[..at]
+        .chars()
+        .rev()
+        .take_while(char::is_ascii_digit)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    digits.parse().unwrap()
+}
+
+/// A loopback heap server without TLS for tenant t1 (token [`TOKEN`]), its
+/// data under `dir`.
+fn insecure_server(dir: &Path) -> (Server, u16) {
+    fs::create_dir_all(dir).unwrap();
+    let tokens = dir.join("tokens");
+    let digest = ferrite_net::tokens::digest_hex(TOKEN);
+    fs::write(&tokens, format!("t1 {digest}\n")).unwrap();
+    let port = free_port();
+    let data = dir.join("data");
+    let args: Vec<String> = [
+        "serve",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--data",
+        data.to_str().unwrap(),
+        "--tokens",
+        tokens.to_str().unwrap(),
+        "--insecure",
+        "--report-every",
+        "0",
+    ]
+    .map(String::from)
+    .to_vec();
+    (Server::start(args, port), port)
+}
+
+fn mover() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/wasi/mover.wasm")
+        .display()
+        .to_string()
+}
+
+/// The output of `ferrite run` of the mover `workload`, its files under
+/// `dir`.
+fn uninterrupted(dir: &Path, workload: &[&str]) -> String {
+    let out = dir.join("expected");
+    fs::create_dir_all(&out).unwrap();
+    let mapping = format!("{}::/out", out.display());
+    let expected = ferrite(&[&["run", "--dir", &mapping][..], workload].concat(), &[]);
+    assert!(expected.status.success(), "{}", text(&expected.stderr));
+    let stdout = text(&expected.stdout);
+    assert!(stdout.contains("log ok"), "{stdout}");
+    stdout
+}
+
+/// A live move whose runner reaches the server over a slow link (a proxy
+/// that delays every byte 10 ms each way and carries 4 MiB/s): the rounds
+/// take longer, the move completes, and the taker ends with the
+/// uninterrupted result, its log showing every batch once.
+#[test]
+fn a_process_moves_live_from_behind_a_slow_link() {
+    let dir = temp_dir().join("slow");
+    let (_server, port) = insecure_server(&dir);
+    let proxy = TcpProxy::start(SocketAddr::from(([127, 0, 0, 1], port))).unwrap();
+    proxy.set_shape(LinkShape {
+        delay_ms: 10,
+        bytes_per_sec: Some(4 << 20),
+    });
+    let mover = mover();
+    // 8 MiB of heap dirtied at 4 MiB/s, as fast as the link: the rounds do
+    // not shrink much, and the last one is cut short.
+    let workload = [mover.as_str(), "8", "4", "8192"];
+    let expected = uninterrupted(&dir, &workload);
+    let out = dir.join("out");
+    fs::create_dir_all(&out).unwrap();
+    let mapping = format!("{}::/out", out.display());
+    let env = [("FERRITE_TOKEN", TOKEN)];
+    let machine = |url: String, cache: &str| {
+        vec![
+            "--store".to_string(),
+            url,
+            "--cache-dir".to_string(),
+            dir.join(cache).display().to_string(),
+            "--lease".to_string(),
+            "5s".to_string(),
+        ]
+    };
+    let a = machine(format!("ferrite+insecure://{}/t1", proxy.addr()), "cache-a");
+    let b = machine(format!("ferrite+insecure://127.0.0.1:{port}/t1"), "cache-b");
+    let runner_a = Command::new(FERRITE)
+        .args(["run", "--name", "job", "--dir", &mapping])
+        .args(&a)
+        .args(workload)
+        .envs(env)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let began = Instant::now();
+    while fs::read_to_string(out.join("log.txt")).map_or(0, |log| log.lines().count()) < 2 {
+        assert!(began.elapsed() < Duration::from_mins(1), "no progress");
+        sleep(Duration::from_millis(20));
+    }
+    let b: Vec<&str> = b.iter().map(String::as_str).collect();
+    let taker = ferrite(&[&["resume", "job", "--take-over", "--stats"][..], &b].concat(), &env);
+    let stderr = text(&taker.stderr);
+    assert!(taker.status.success(), "{stderr}");
+    assert_eq!(text(&taker.stdout), expected, "{stderr}");
+    assert!(stderr.contains("taken over from"), "{stderr}");
+    let a_out = runner_a.wait_with_output().unwrap();
+    let a_err = text(&a_out.stderr);
+    assert!(a_out.status.success(), "{a_err}");
+    assert!(a_err.contains("job moved to"), "{a_err}");
+    assert!(text(&a_out.stdout).is_empty(), "a printed no result: {a_err}");
+    // The old runner's pages went through the slow link.
+    assert!(
+        proxy.counts().bytes_to_server > 2 << 20,
+        "{:?}",
+        proxy.counts()
+    );
 }

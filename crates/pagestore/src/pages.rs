@@ -27,6 +27,7 @@ use crate::{
 };
 use std::{
     collections::{BTreeMap, BTreeSet},
+    ops::Range,
     sync::Arc,
 };
 
@@ -578,6 +579,48 @@ impl PageStore {
         }
         self.stats.pages_read += 1;
         Ok(true)
+    }
+
+    /// Tells the backend that `pages` will be read soon
+    /// ([`StorageBackend::prefetch`]): the byte ranges of their latest records,
+    /// records that lie back to back in a segment joined into one range. A
+    /// heap server pushes them; other backends may start fetching or ignore
+    /// the hint. Returns how many pages have a stored version (and so were
+    /// named in the hint).
+    ///
+    /// Loads the page-map chunks of `pages` (as reading them would); pages in
+    /// the open segment are already here and are left out.
+    ///
+    /// # Errors
+    /// Storage failures and damage while loading a page-map chunk.
+    pub fn hint_pages(&mut self, pages: &[u32]) -> Result<usize, PageStoreError> {
+        let record_len = self.record_len() as u64;
+        let mut located = Vec::with_capacity(pages.len());
+        for &page in pages {
+            let location = self.location(page)?;
+            if location.is_some() && location.segment() != self.open.id {
+                located.push((location.segment(), u64::from(location.offset)));
+            }
+        }
+        located.sort_unstable();
+        located.dedup();
+        let mut ranges: Vec<(SegmentId, Range<u64>)> = Vec::new();
+        for &(segment, offset) in &located {
+            match ranges.last_mut() {
+                Some((last, range)) if *last == segment && range.end == offset => {
+                    range.end += record_len;
+                }
+                _ => ranges.push((segment, offset..offset + record_len)),
+            }
+        }
+        let ranges: Vec<(String, Range<u64>)> = ranges
+            .into_iter()
+            .map(|(segment, range)| (self.segment_key(segment), range))
+            .collect();
+        if !ranges.is_empty() {
+            self.backend.prefetch(&ranges);
+        }
+        Ok(located.len())
     }
 
     /// How many records, from `page`'s at `location` on, belong to consecutive
@@ -1137,6 +1180,7 @@ mod tests {
     struct CountingStore {
         inner: MemStore,
         gets: std::sync::atomic::AtomicU64,
+        hints: std::sync::Mutex<Vec<(String, std::ops::Range<u64>)>>,
     }
 
     impl StorageBackend for CountingStore {
@@ -1157,6 +1201,9 @@ mod tests {
         fn delete(&self, key: &str) -> Result<(), StorageError> {
             self.inner.delete(key)
         }
+        fn prefetch(&self, ranges: &[(String, std::ops::Range<u64>)]) {
+            self.hints.lock().unwrap().extend_from_slice(ranges);
+        }
     }
 
     impl CountingStore {
@@ -1173,6 +1220,36 @@ mod tests {
             store.write_page(i, &page(i as u8)).unwrap();
         }
         store.commit_maps().unwrap()
+    }
+
+    #[test]
+    fn hints_name_each_run_of_records_once_and_the_reads_find_the_same_bytes() {
+        let counting = Arc::new(CountingStore::default());
+        let backend: Arc<dyn StorageBackend> = counting.clone();
+        let map = committed_pages(&backend, 600);
+        let mut store = PageStore::open(backend.clone(), "p/", 4096, 1, map);
+        let record = (RECORD_HEADER_BYTES + 4096) as u64;
+        // Pages 0..100 lie back to back in the first segment; 300 and 302 in
+        // another, apart; 5000 was never written; 7 is named twice.
+        let mut pages: Vec<u32> = (0..100).collect();
+        pages.extend([302, 300, 5000, 7]);
+        assert_eq!(store.hint_pages(&pages).unwrap(), 102);
+        let hints = counting.hints.lock().unwrap().clone();
+        assert_eq!(hints.len(), 3, "{hints:?}");
+        assert_eq!(hints[0].1.end - hints[0].1.start, 100 * record);
+        assert_eq!(hints[1].1.end - hints[1].1.start, record);
+        assert_eq!(hints[2].1.end - hints[2].1.start, record);
+        assert_ne!(hints[0].0, hints[1].0, "page 300 is in a later segment");
+        assert_eq!(hints[1].0, hints[2].0);
+        // The hinted bytes are the records the reads fetch: page 300's.
+        let bytes = backend.get(&hints[1].0, Some(hints[1].1.clone())).unwrap();
+        let mut out = page(0);
+        let id = store.location(300).unwrap().segment();
+        decode_record(&bytes, 300, id, &mut out).unwrap();
+        assert_eq!(out, page(300u32 as u8));
+        // Nothing in the open segment is hinted: it is in memory.
+        store.write_page(3, &page(9)).unwrap();
+        assert_eq!(store.hint_pages(&[3]).unwrap(), 0);
     }
 
     #[test]

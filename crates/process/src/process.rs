@@ -177,6 +177,9 @@ pub struct ResumeReport {
     pub lost: Vec<String>,
     /// Pages read ahead by [`Process::prefetch`] (filled in by its caller).
     pub prefetched: usize,
+    /// Pages named to the store by [`Process::hint_resident`] (filled in by
+    /// its caller).
+    pub hinted: usize,
     /// Changes to files made after the checkpoint that were undone.
     pub files_undone: usize,
     /// Changes to files that could not be undone, and why (a file replaced by
@@ -489,6 +492,7 @@ impl Process {
                 .map(|(fd, reason)| format!("fd {}: {reason}", fd.0))
                 .collect(),
             prefetched: 0,
+            hinted: 0,
             files_undone: rollback.undone,
             files_not_undone: rollback.warnings,
             ready_after: Duration::ZERO,
@@ -537,6 +541,32 @@ impl Process {
         }
         self.check_heap()?;
         Ok(read)
+    }
+
+    /// Tells the store which pages were resident at the checkpoint this process
+    /// resumed from (as many as the physical heap holds), and returns at once:
+    /// a heap server pushes them while the process runs, and a page fault
+    /// finds them here when they have arrived. Other stores may ignore the
+    /// hint. Returns how many pages were named. An alternative to
+    /// [`Process::prefetch`], which reads them before the process runs.
+    ///
+    /// # Errors
+    /// [`ProcessError::Storage`] if a page-map chunk cannot be read (as a
+    /// page fault on those pages would fail).
+    pub fn hint_resident(&mut self) -> Result<usize, ProcessError> {
+        let mut pages = std::mem::take(&mut self.prefetch_pages);
+        let Some(memory) = self.memory else {
+            return Ok(0);
+        };
+        let heap = self.store.memory_mut(memory);
+        if let Some(max) = heap.frames_max() {
+            pages.truncate(max);
+        }
+        let hinted = match heap.store_mut() {
+            Some(store) => store.hint_pages(&pages),
+            None => Ok(0),
+        };
+        hinted.map_err(|error| ProcessError::from_page_store(&error))
     }
 
     /// Opens the page store after `committed` and attaches it to the heap, with
