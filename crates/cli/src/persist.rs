@@ -416,7 +416,14 @@ pub fn run_scratch(prepared: Prepared, options: &PersistOptions) -> ExitCode {
         launch.name = "scratch".into();
         let process = Process::start(backend, None, launch, &process_options)
             .map_err(|e| fail(&e.to_string()))?;
-        Ok::<_, ExitCode>(drive(process, options, None, None, &StoreCounters::default(), None))
+        Ok::<_, ExitCode>(drive(
+            process,
+            options,
+            None,
+            None,
+            &StoreCounters::default(),
+            None,
+        ))
     })();
     let _ = std::fs::remove_dir_all(&root);
     status.unwrap_or_else(|status| status)

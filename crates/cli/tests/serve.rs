@@ -29,8 +29,10 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-fn temp_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("serve-{}", std::process::id()));
+/// A fresh directory of this test process for one test (tests run at once).
+fn temp_dir(label: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("serve-{}-{label}", std::process::id()));
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).unwrap();
     dir
@@ -127,7 +129,7 @@ fn newest_epoch(store: &Arc<dyn StorageBackend>) -> u64 {
 
 #[test]
 fn a_process_on_a_heap_server_outlives_kill_9_of_the_server() {
-    let dir = temp_dir();
+    let dir = temp_dir("kill-9");
     let (ca, cert, key) = pki(&dir);
     let tokens = dir.join("tokens");
     let digest = ferrite_net::tokens::digest_hex(TOKEN);
@@ -250,7 +252,7 @@ fn a_process_on_a_heap_server_outlives_kill_9_of_the_server() {
 /// answered from pushed pages, and the result is the uninterrupted one.
 #[test]
 fn a_resumed_process_is_sent_its_resident_pages_while_it_runs() {
-    let dir = temp_dir().join("push");
+    let dir = temp_dir("push");
     let (_server, port) = insecure_server(&dir);
     let url = format!("ferrite+insecure://127.0.0.1:{port}/t1");
     let mover = mover();
@@ -286,10 +288,18 @@ fn a_resumed_process_is_sent_its_resident_pages_while_it_runs() {
         assert!(began.elapsed() < Duration::from_mins(1), "no progress");
         sleep(Duration::from_millis(20));
     }
-    let stop = ferrite(&[&["checkpoint", "job", "--stop"][..], &first].concat(), &env);
+    let stop = ferrite(
+        &[&["checkpoint", "job", "--stop"][..], &first].concat(),
+        &env,
+    );
     assert!(stop.status.success(), "{}", text(&stop.stderr));
     let stopped = runner.wait_with_output().unwrap();
-    assert_eq!(stopped.status.code(), Some(143), "{}", text(&stopped.stderr));
+    assert_eq!(
+        stopped.status.code(),
+        Some(143),
+        "{}",
+        text(&stopped.stderr)
+    );
 
     // Another machine: an empty cache of its own.
     let second = store("cache-b");
@@ -372,7 +382,7 @@ fn uninterrupted(dir: &Path, workload: &[&str]) -> String {
 /// uninterrupted result, its log showing every batch once.
 #[test]
 fn a_process_moves_live_from_behind_a_slow_link() {
-    let dir = temp_dir().join("slow");
+    let dir = temp_dir("slow");
     let (_server, port) = insecure_server(&dir);
     let proxy = TcpProxy::start(SocketAddr::from(([127, 0, 0, 1], port))).unwrap();
     proxy.set_shape(LinkShape {
@@ -415,7 +425,10 @@ fn a_process_moves_live_from_behind_a_slow_link() {
         sleep(Duration::from_millis(20));
     }
     let b: Vec<&str> = b.iter().map(String::as_str).collect();
-    let taker = ferrite(&[&["resume", "job", "--take-over", "--stats"][..], &b].concat(), &env);
+    let taker = ferrite(
+        &[&["resume", "job", "--take-over", "--stats"][..], &b].concat(),
+        &env,
+    );
     let stderr = text(&taker.stderr);
     assert!(taker.status.success(), "{stderr}");
     assert_eq!(text(&taker.stdout), expected, "{stderr}");
@@ -424,7 +437,10 @@ fn a_process_moves_live_from_behind_a_slow_link() {
     let a_err = text(&a_out.stderr);
     assert!(a_out.status.success(), "{a_err}");
     assert!(a_err.contains("job moved to"), "{a_err}");
-    assert!(text(&a_out.stdout).is_empty(), "a printed no result: {a_err}");
+    assert!(
+        text(&a_out.stdout).is_empty(),
+        "a printed no result: {a_err}"
+    );
     // The old runner's pages went through the slow link.
     assert!(
         proxy.counts().bytes_to_server > 2 << 20,

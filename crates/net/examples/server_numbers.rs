@@ -57,7 +57,8 @@ fn main() -> Result<(), Error> {
             .transpose()?
             .unwrap_or(default))
     };
-    let (gets, scan_mib, clients, seconds) = (arg(1, 20_000)?, arg(2, 256)?, arg(3, 32)?, arg(4, 5)?);
+    let (gets, scan_mib, clients, seconds) =
+        (arg(1, 20_000)?, arg(2, 256)?, arg(3, 32)?, arg(4, 5)?);
     let dir = std::env::temp_dir().join(format!("ferrite-server-numbers-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let result = run(&dir, gets as usize, scan_mib, clients as usize, seconds);
@@ -93,23 +94,27 @@ fn run(dir: &Path, gets: usize, scan_mib: u64, clients: usize, seconds: u64) -> 
     };
     let tls_server = start(true, "tls")?;
     let plain_server = start(false, "plain")?;
-    let connect = |server: &ServerHandle, tls_on: bool, tenant: &str| -> Result<Arc<ServerStore>, Error> {
-        let port = server.local_addr().port();
-        let (url, ca_cert) = if tls_on {
-            (
-                format!("ferrite://localhost:{port}/{tenant}"),
-                Some(dir.join("ca.pem")),
-            )
-        } else {
-            (format!("ferrite+insecure://127.0.0.1:{port}/{tenant}"), None)
+    let connect =
+        |server: &ServerHandle, tls_on: bool, tenant: &str| -> Result<Arc<ServerStore>, Error> {
+            let port = server.local_addr().port();
+            let (url, ca_cert) = if tls_on {
+                (
+                    format!("ferrite://localhost:{port}/{tenant}"),
+                    Some(dir.join("ca.pem")),
+                )
+            } else {
+                (
+                    format!("ferrite+insecure://127.0.0.1:{port}/{tenant}"),
+                    None,
+                )
+            };
+            let options = ClientOptions {
+                token: "secret".into(),
+                ca_cert,
+                ..ClientOptions::default()
+            };
+            Ok(Arc::new(ServerStore::open(&url, &options)?))
         };
-        let options = ClientOptions {
-            token: "secret".into(),
-            ca_cert,
-            ..ClientOptions::default()
-        };
-        Ok(Arc::new(ServerStore::open(&url, &options)?))
-    };
     let object: Vec<u8> = (0..OBJECT_PAGES * PAGE).map(|i| (i % 253) as u8).collect();
     let tls_store = connect(&tls_server, true, "bench")?;
     let plain_store = connect(&plain_server, false, "bench")?;
@@ -118,7 +123,10 @@ fn run(dir: &Path, gets: usize, scan_mib: u64, clients: usize, seconds: u64) -> 
 
     println!("1. page-fault latency: {gets} reads of one random 4 KiB page at a time");
     let floor = RawEcho::start()?;
-    report("plain TCP, 4 KiB asked and sent", &latencies(gets, |page| floor.ask(page))?);
+    report(
+        "plain TCP, 4 KiB asked and sent",
+        &latencies(gets, |page| floor.ask(page))?,
+    );
     report(
         "heap server, TLS 1.3",
         &latencies(gets, |page| read(&*tls_store, &object, page))?,
@@ -217,7 +225,12 @@ fn run(dir: &Path, gets: usize, scan_mib: u64, clients: usize, seconds: u64) -> 
         };
         let url = format!("ferrite://localhost:{port}/bench");
         let store = Arc::new(ServerStore::open(&url, &options)?);
-        Ok(Arc::new(CachedStore::open(store, cache, &url, CACHE_BYTES_DEFAULT)))
+        Ok(Arc::new(CachedStore::open(
+            store,
+            cache,
+            &url,
+            CACHE_BYTES_DEFAULT,
+        )))
     };
     let local_root = dir.join("local");
     let local_open = || -> Result<Arc<dyn StorageBackend>, Error> {
@@ -487,11 +500,14 @@ fn start_touched(backend: Arc<dyn StorageBackend>, claim: Claim) -> Result<(), E
     Ok(())
 }
 
+/// How a runner claims the process in a store.
+type ClaimFn<'a> = dyn Fn(&Arc<dyn StorageBackend>) -> Result<Claim, Error> + 'a;
+
 /// Opens the store, takes the claim, resumes, runs one instruction and
 /// closes: the time to the first instruction.
 fn resume_once(
     open: &dyn Fn() -> Result<Arc<dyn StorageBackend>, Error>,
-    claim: &dyn Fn(&Arc<dyn StorageBackend>) -> Result<Claim, Error>,
+    claim: &ClaimFn<'_>,
 ) -> Result<Duration, Error> {
     let began = Instant::now();
     let backend = open()?;
