@@ -501,6 +501,9 @@ pub struct Session {
     /// The lease objects of earlier runners were removed (once per session:
     /// only a new runner adds to them).
     history_removed: AtomicBool,
+    /// Whether commits leave garbage collection for later
+    /// ([`Session::defer_gc`]).
+    gc_deferred: bool,
 }
 
 impl fmt::Debug for Session {
@@ -552,6 +555,7 @@ impl Session {
             wait_max: Duration::from_mins(1),
             notice: None,
             history_removed: AtomicBool::new(false),
+            gc_deferred: false,
         })
     }
 
@@ -753,7 +757,9 @@ impl Session {
             pages.committed(committed_map);
         }
         self.committed = epoch;
-        let _ = self.gc(keep);
+        if !self.gc_deferred {
+            let _ = self.gc(keep);
+        }
         Ok(Committed {
             epoch,
             settled_by_reading,
@@ -841,6 +847,14 @@ impl Session {
             self.history_removed.store(true, Ordering::Relaxed);
         }
         Ok(report)
+    }
+
+    /// Leaves garbage collection out of the commits from now on (`true`) or
+    /// does it again at each (`false`, the default): for a take-over's
+    /// rounds, whose pauses count and after which the next runner collects.
+    /// What is not collected stays correct, only unused.
+    pub fn defer_gc(&mut self, deferred: bool) {
+        self.gc_deferred = deferred;
     }
 
     /// Takes the requests to this runner found in the store since the last

@@ -451,3 +451,37 @@ fn a_lease_taken_over_after_expiry_says_so_and_a_released_one_does_not() {
     let third = keeper(&backend, "c").unwrap();
     assert!(!third.took_over(), "a released lease is not taken over");
 }
+
+#[test]
+fn deferred_garbage_stays_until_a_commit_collects_again() {
+    let backend: Arc<dyn StorageBackend> = Arc::new(MemStore::new());
+    let mut session = Session::open(backend.clone(), "job", Claim::Exclusive).unwrap();
+    let recovered = session.recover_from(None).unwrap().manifest;
+    let mut pages = session.page_store(recovered.as_ref(), PAGE);
+    let mut commit = |session: &mut Session, fill: u8| {
+        for page in 0..8 {
+            pages.write_page(page, &[fill; PAGE]).unwrap();
+        }
+        session.commit(Some(&mut pages), body(), 1).unwrap();
+    };
+    commit(&mut session, 1);
+    commit(&mut session, 2);
+    let manifests =
+        |backend: &Arc<dyn StorageBackend>| backend.list("procs/job/manifests/").unwrap().len();
+    let collected = data_keys(&*backend).len();
+    let kept = manifests(&backend);
+    session.defer_gc(true);
+    for fill in 3..6 {
+        commit(&mut session, fill);
+    }
+    let deferred = data_keys(&*backend).len();
+    assert!(
+        deferred > collected,
+        "the superseded pages and maps stay: {collected} then {deferred}"
+    );
+    assert_eq!(manifests(&backend), kept + 3);
+    session.defer_gc(false);
+    commit(&mut session, 6);
+    assert!(data_keys(&*backend).len() <= collected);
+    assert_eq!(manifests(&backend), kept);
+}

@@ -172,6 +172,18 @@ enum PreCopy {
 /// is not clearly smaller than the one before (or the round limit nears),
 /// the program runs only briefly before the last round.
 fn pre_copy(process: &mut Process) -> Result<PreCopy, ProcessError> {
+    // The rounds' pauses count (the last one is the downtime): the next
+    // runner collects the garbage they leave. Should the move not happen
+    // (the process ends), the final checkpoint collects it.
+    process.defer_gc(true);
+    let result = pre_copy_rounds(process);
+    if !matches!(result, Ok(PreCopy::Done(_))) {
+        process.defer_gc(false);
+    }
+    result
+}
+
+fn pre_copy_rounds(process: &mut Process) -> Result<PreCopy, ProcessError> {
     let mut rounds: Vec<Round> = Vec::new();
     let mut last = false;
     loop {

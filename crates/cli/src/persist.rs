@@ -495,8 +495,16 @@ pub fn resume(options: &ResumeOptions) -> ExitCode {
             // Read the pages resident at the checkpoint now, or ask the
             // store to send them while the process runs (a heap server
             // pushes them; other stores ignore the hint).
+            let fetched_ahead = runner_moved
+                .as_ref()
+                .is_some_and(|moved| moved.fetched_bytes > 0);
             let ahead = if options.prefetch {
                 prefetch(&mut process).map(|pages| report.prefetched = pages)
+            } else if fetched_ahead {
+                // A taker fetched the committed pages into its cache while
+                // it waited: naming them again would only load the page map
+                // before the first instruction, in the downtime.
+                Ok(())
             } else {
                 process.hint_resident().map(|pages| report.hinted = pages)
             };

@@ -442,6 +442,9 @@ impl<F: FileSystem> LocalStore<F> {
     }
 }
 
+/// Files a [`LocalStore::sync`] syncs at once.
+const SYNCS_AT_ONCE: usize = 8;
+
 /// Creates directory `dir` durably: it and every missing ancestor are created
 /// and each one's parent synced, up to the first ancestor that existed.
 fn create_dir_durably<F: FileSystem>(fs: &F, dir: &Path) -> io::Result<()> {
@@ -642,6 +645,7 @@ impl<F: FileSystem> StorageBackend for LocalStore<F> {
     fn sync(&self, keys: &[String]) -> Result<(), StorageError> {
         self.check_poisoned()?;
         let mut dirs = BTreeSet::new();
+        let mut files = Vec::with_capacity(keys.len());
         for key in keys {
             let path = self.path(key)?;
             let unsynced = self.handles().take_unsynced(key);
@@ -653,12 +657,39 @@ impl<F: FileSystem> StorageBackend for LocalStore<F> {
                 }
             };
             if let Some(file) = file {
-                file.sync()
-                    .map_err(|e| self.poison(StorageError::io(key, e)))?;
+                files.push((key, file));
             }
             if let Some(dir) = path.parent() {
                 dirs.insert(dir.to_path_buf());
             }
+        }
+        // Several at once: the file system commits concurrent syncs together
+        // (one journal commit for many files on ext4), where one after the
+        // other each waits for its own.
+        let per_thread = files.len().div_ceil(SYNCS_AT_ONCE).max(1);
+        let failed = if files.len() < 2 {
+            files
+                .iter()
+                .find_map(|(key, file)| file.sync().err().map(|e| StorageError::io(key, e)))
+        } else {
+            std::thread::scope(|scope| {
+                let workers: Vec<_> = files
+                    .chunks(per_thread)
+                    .map(|part| {
+                        scope.spawn(move || {
+                            part.iter().find_map(|(key, file)| {
+                                file.sync().err().map(|e| StorageError::io(key, e))
+                            })
+                        })
+                    })
+                    .collect();
+                workers
+                    .into_iter()
+                    .find_map(|worker| worker.join().expect("a sync does not panic"))
+            })
+        };
+        if let Some(error) = failed {
+            return Err(self.poison(error));
         }
         // The names, after the contents: a name that survives a crash has its bytes.
         for dir in dirs {

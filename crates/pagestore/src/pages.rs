@@ -68,6 +68,9 @@ pub const READAHEAD_BYTES_MAX: usize = 256 << 10;
 /// 512 MiB of heap with 4 KiB pages.
 pub const CHUNKS_LOADED_MAX: usize = 32;
 
+/// Page-map puts a commit keeps under way at once.
+const MAP_PUTS_AT_ONCE: usize = 8;
+
 /// Least and most segment bytes a commit reads to compact sparse segments; in
 /// between, twice what the epoch wrote, so that compaction frees at least as
 /// much as the epoch made dead.
@@ -329,6 +332,20 @@ impl PageStore {
         self.chunks_loaded_max = chunks;
     }
 
+    /// Sizes the loaded page-map chunks to a heap of at most `frames` resident
+    /// pages (`None`: unbounded): enough chunks to map four times as many pages
+    /// (a 64 KiB chunk maps 16 MiB, so they take a sixty-fourth of the frames'
+    /// memory), at least [`CHUNKS_LOADED_MAX`]; every chunk for an unbounded
+    /// heap, whose frames outweigh its chunks 256 to 1. A process whose
+    /// resident pages are spread over more chunks than it keeps reloads a
+    /// chunk at each checkpoint and fault that needs it again.
+    pub fn fit_chunks_to_frames(&mut self, frames: Option<usize>) {
+        let chunks = frames.map_or(usize::MAX, |frames| {
+            (frames.saturating_mul(4) / CHUNK_PAGES as usize).max(CHUNKS_LOADED_MAX)
+        });
+        self.set_chunks_loaded_max(chunks);
+    }
+
     /// Removes segment and map objects of epochs after `committed_epoch`: the
     /// remains of a checkpoint that crashed before its manifest was written,
     /// whole, torn or partly written.
@@ -489,6 +506,70 @@ impl PageStore {
         self.stats.maps_written += 1;
         self.chunks.get_mut(&index).expect("a loaded chunk").dirty = false;
         Ok(())
+    }
+
+    /// Writes the loaded chunks `indices` as [`PageStore::write_map`] does,
+    /// up to [`MAP_PUTS_AT_ONCE`] puts at a time: each put to a remote store
+    /// waits a round trip, and a checkpoint of a heap dirtied all over writes
+    /// one map per 16 MiB of it. On a failure, the maps written before it
+    /// count as written (as with one put at a time) and the error is returned.
+    fn write_maps(&mut self, indices: &[u32]) -> Result<(), PageStoreError> {
+        let mut pending: Vec<(u32, String, Vec<u8>)> = Vec::new();
+        for &index in indices {
+            let chunk = self.chunks.get(&index).expect("a loaded chunk");
+            if !chunk.dirty {
+                continue;
+            }
+            let key = map_key(&self.prefix, self.epoch, self.generation, index);
+            if self.maps_written.contains(&index) {
+                self.backend.delete(&key)?;
+            }
+            pending.push((index, key, encode_map(self.epoch, index, &chunk.entries)));
+        }
+        let backend = &*self.backend;
+        let results: Vec<Result<(), StorageError>> = if pending.len() < 2 {
+            pending
+                .iter()
+                .map(|(_, key, bytes)| backend.put_new_deferred(key, bytes))
+                .collect()
+        } else {
+            let per_thread = pending.len().div_ceil(MAP_PUTS_AT_ONCE);
+            std::thread::scope(|scope| {
+                let workers: Vec<_> = pending
+                    .chunks(per_thread)
+                    .map(|part| {
+                        scope.spawn(move || {
+                            part.iter()
+                                .map(|(_, key, bytes)| backend.put_new_deferred(key, bytes))
+                                .collect::<Vec<_>>()
+                        })
+                    })
+                    .collect();
+                workers
+                    .into_iter()
+                    .flat_map(|worker| worker.join().expect("a map writer does not panic"))
+                    .collect()
+            })
+        };
+        let mut first_error = None;
+        for ((index, _, bytes), result) in pending.iter().zip(results) {
+            match result {
+                Ok(()) => {
+                    self.maps_written.insert(*index);
+                    self.maps_unsynced.insert(*index);
+                    self.stats.bytes_written += bytes.len() as u64;
+                    self.stats.maps_written += 1;
+                    self.chunks.get_mut(index).expect("a loaded chunk").dirty = false;
+                }
+                Err(error) => {
+                    first_error.get_or_insert(error);
+                }
+            }
+        }
+        match first_error {
+            Some(error) => Err(error.into()),
+            None => Ok(()),
+        }
     }
 
     fn location(&mut self, page: u32) -> Result<Location, PageStoreError> {
@@ -891,9 +972,7 @@ impl PageStore {
             .filter(|(_, chunk)| chunk.dirty)
             .map(|(&index, _)| index)
             .collect();
-        for index in dirty {
-            self.write_map(index)?;
-        }
+        self.write_maps(&dirty)?;
         let unsynced: Vec<String> = self
             .segments_unsynced
             .iter()
@@ -1250,6 +1329,40 @@ mod tests {
         // Nothing in the open segment is hinted: it is in memory.
         store.write_page(3, &page(9)).unwrap();
         assert_eq!(store.hint_pages(&[3]).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_heap_spread_over_many_chunks_keeps_them_loaded_and_commits_them_all() {
+        let counting = Arc::new(CountingStore::default());
+        let backend: Arc<dyn StorageBackend> = counting.clone();
+        let mut store = PageStore::open(backend.clone(), "p/", 4096, 0, PageMapRef::default());
+        // An unbounded heap: every chunk stays loaded.
+        store.fit_chunks_to_frames(None);
+        let pages: Vec<u32> = (0..80).map(|chunk| chunk * CHUNK_PAGES + chunk).collect();
+        for &at in &pages {
+            store.write_page(at, &page(at as u8)).unwrap();
+        }
+        let map = store.commit_maps().unwrap();
+        assert_eq!(store.stats().maps_written, 80, "one map per chunk, at once");
+        assert_eq!(store.stats().chunks_evicted, 0);
+        store.committed(map.clone());
+        let before = counting.gets();
+        for &at in &pages {
+            store.write_page(at, &page(!(at as u8))).unwrap();
+        }
+        assert_eq!(counting.gets(), before, "no chunk was loaded again");
+        let map = store.commit_maps().unwrap();
+        let mut reopened = PageStore::open(backend, "p/", 4096, 2, map);
+        let mut out = page(0);
+        for &at in &pages {
+            assert!(reopened.read_page(at, &mut out).unwrap());
+            assert_eq!(out, page(!(at as u8)), "page {at}");
+        }
+        // A bounded heap keeps at least the default, more for more frames.
+        store.fit_chunks_to_frames(Some(1024));
+        assert_eq!(store.chunks_loaded_max, CHUNKS_LOADED_MAX);
+        store.fit_chunks_to_frames(Some(1 << 20));
+        assert_eq!(store.chunks_loaded_max, 1024);
     }
 
     #[test]

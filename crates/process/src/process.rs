@@ -811,6 +811,12 @@ impl Process {
         self.commit(outcome.status())
     }
 
+    /// Leaves garbage collection out of the checkpoints from now on (`true`),
+    /// or not (`false`, the default): see [`Session::defer_gc`].
+    pub fn defer_gc(&mut self, deferred: bool) {
+        self.session.defer_gc(deferred);
+    }
+
     fn commit(&mut self, status: ProcessStatus) -> Result<CheckpointReport, ProcessError> {
         if let Some(reason) = &self.poisoned {
             return Err(ProcessError::Poisoned(reason.clone()));

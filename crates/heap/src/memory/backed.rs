@@ -68,6 +68,8 @@ impl LinearMemory {
         if frames_max == Some(0) {
             return Err(HeapError::FramesMaxZero);
         }
+        let mut store = store;
+        store.fit_chunks_to_frames(frames_max);
         let mut backing = Backing::new(store, frames_max);
         for (page, frame) in self.table.mapped() {
             backing.map(frame, page, true);
