@@ -151,11 +151,14 @@ fn run(dir: &Path, gets: usize, scan_mib: u64, clients: usize, seconds: u64) -> 
     println!("2. sequential scan of {scan_mib} MiB of pages, one reader");
     let raw = raw_throughput(scan_mib << 20)?;
     println!("  raw TCP stream                       {raw:8.0} MiB/s");
-    for (label, store) in [
+    for (index, (label, store)) in [
         ("heap server, TLS 1.3", &tls_store),
         ("heap server, no TLS", &plain_store),
-    ] {
-        let rate = scan(store, scan_mib)?;
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let rate = scan(store, scan_mib, &format!("scan{index}/"))?;
         println!(
             "  {label:<36} {rate:8.0} MiB/s ({:.0}% of raw TCP)",
             rate / raw * 100.0
@@ -318,10 +321,10 @@ fn quantile(sorted: &[u64], q: f64) -> f64 {
 /// Writes `mib` MiB of pages through a page store on `store`, commits, and
 /// reads them back in order through a new page store (its readahead, as a
 /// heap scan makes them): MiB/s of the read.
-fn scan(store: &Arc<ServerStore>, mib: u64) -> Result<f64, Error> {
+fn scan(store: &Arc<ServerStore>, mib: u64, prefix: &str) -> Result<f64, Error> {
     let backend: Arc<dyn StorageBackend> = store.clone();
     let pages = u32::try_from(mib * 256)?;
-    let mut pages_store = PageStore::open(backend.clone(), "scan/", 4096, 0, PageMapRef::default());
+    let mut pages_store = PageStore::open(backend.clone(), prefix, 4096, 0, PageMapRef::default());
     let mut page = vec![0u8; 4096];
     for i in 0..pages {
         page[..4].copy_from_slice(&i.to_le_bytes());
@@ -329,7 +332,7 @@ fn scan(store: &Arc<ServerStore>, mib: u64) -> Result<f64, Error> {
     }
     let map = pages_store.commit_maps()?;
     drop(pages_store);
-    let mut pages_store = PageStore::open(backend, "scan/", 4096, 1, map);
+    let mut pages_store = PageStore::open(backend, prefix, 4096, 1, map);
     let began = Instant::now();
     for i in 0..pages {
         pages_store.read_page(i, &mut page)?;

@@ -655,7 +655,6 @@ impl PageStore {
                     start: location.offset,
                     bytes: fetched,
                 };
-                self.hint_next_window(page + records as u32);
             }
             verified.map_err(|reason| PageStoreError::Corrupt { key, reason })?;
         }
@@ -703,29 +702,6 @@ impl PageStore {
             self.backend.prefetch(&ranges);
         }
         Ok(located.len())
-    }
-
-    /// A scan that read ahead up to `next` (exclusive) goes on: names the
-    /// window from `next` on to the backend ([`StorageBackend::prefetch`]), so
-    /// that a store that can send it ahead (a heap server) does so while this
-    /// window is used, and the next read finds it here. Only within the
-    /// chunk of `next - 1`, which is loaded.
-    fn hint_next_window(&mut self, next: u32) {
-        let Some(chunk) = self.chunks.get(&((next - 1) / CHUNK_PAGES)) else {
-            return;
-        };
-        if next.is_multiple_of(CHUNK_PAGES) {
-            return;
-        }
-        let location = chunk.entries[(next % CHUNK_PAGES) as usize];
-        if !location.is_some() || location.segment() == self.open.id {
-            return;
-        }
-        let records = self.records_in_sequence(next, location);
-        let start = u64::from(location.offset);
-        let end = start + (records * self.record_len()) as u64;
-        let key = self.segment_key(location.segment());
-        self.backend.prefetch(&[(key, start..end)]);
     }
 
     /// How many records, from `page`'s at `location` on, belong to consecutive
@@ -1413,15 +1389,6 @@ mod tests {
         // 63, the last one taking the few records left rather than leaving
         // them to a read of their own (14 reads without that rule).
         assert_eq!(gets, 12, "reads for 600 pages in three segments");
-        // Each window but the last of a segment named the next one ahead,
-        // whole records long.
-        let record = (RECORD_HEADER_BYTES + 4096) as u64;
-        let hints = counting.hints.lock().unwrap().clone();
-        assert!(hints.len() >= 6, "{hints:?}");
-        assert!(hints
-            .iter()
-            .all(|(key, range)| key.contains("/segments/")
-                && (range.end - range.start) % record == 0));
         assert_eq!(store.stats().pages_read, 600);
         assert!(store.stats().pages_read_ahead >= 600 - gets);
         assert!(store.memory_bytes() < SEGMENT_BYTES_MAX + 2 * READAHEAD_BYTES_MAX + (64 << 10));

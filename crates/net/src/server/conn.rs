@@ -630,10 +630,6 @@ fn too_large(key: &str, bytes: u64, max: u64) -> WireError {
     )
 }
 
-/// The largest read from a local directory made on the connection's task
-/// rather than on the blocking pool.
-const INLINE_READ_BYTES_MAX: u64 = 64 << 10;
-
 /// Runs a storage call on the blocking pool, bounded.
 async fn blocking<T, F>(shared: &Shared, key: &str, call: F) -> Result<T, StorageError>
 where
@@ -801,16 +797,10 @@ async fn read(conn: &Connection, key: String, range: Option<Span>) -> Result<Vec
     let asked = range.map_or(0..max + 1, |(start, end)| start..end);
     let whole = range.is_none();
     let store = conn.tenant.store.clone();
-    let bytes = if conn.tenant.local && asked.end - asked.start <= INLINE_READ_BYTES_MAX {
-        // A page fault's read from a local directory: a read of the page
-        // cache, or one disk read, shorter than the hand-over to the
-        // blocking pool and back (two thread wake-ups) that it would wait for.
-        store.get(&key, Some(asked))
-    } else {
-        let owned = key.clone();
-        blocking(&conn.shared, &key, move || store.get(&owned, Some(asked))).await
-    };
-    let bytes = bytes.map_err(|e| wire_error(&e))?;
+    let owned = key.clone();
+    let bytes = blocking(&conn.shared, &key, move || store.get(&owned, Some(asked)))
+        .await
+        .map_err(|e| wire_error(&e))?;
     if whole && bytes.len() as u64 > max {
         let message = format!("the object is over a frame's {max} bytes: read it in ranges");
         return Err(WireError::new(ErrorCode::Io, &key, message));

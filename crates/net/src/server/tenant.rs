@@ -54,7 +54,6 @@ impl Tenants {
         let tenant = Arc::new(Tenant {
             name: name.to_string(),
             store,
-            local: matches!(self.data, DataLocation::Dir(_)),
             bytes_used: AtomicU64::new(bytes_used),
             bytes_max: limits.tenant_bytes_max,
             connections: AtomicU32::new(0),
@@ -126,9 +125,6 @@ pub(crate) struct Subscriber {
 pub(crate) struct Tenant {
     pub(crate) name: String,
     pub(crate) store: Arc<dyn StorageBackend>,
-    /// Whether the store is a local directory (not object storage behind
-    /// the server): small reads from it are made on the connection's task.
-    pub(crate) local: bool,
     bytes_used: AtomicU64,
     bytes_max: u64,
     pub(crate) connections: AtomicU32,
