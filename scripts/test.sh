@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command (the README's second line, and what CI runs):
-# installs Ceph if needed (scripts/s3/install.sh), starts the throw-away S3
+# installs Ceph and iproute2 if needed (scripts/s3/install.sh,
+# scripts/netns/install.sh), starts the throw-away S3
 # gateway the tests of ferrite-remote run against (scripts/s3/up.sh), runs
 #     cargo test --workspace ARGS...
 # with its AWS_* variables, and stops the gateway whatever the outcome.
@@ -15,7 +16,9 @@ took() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 
 t=$(now)
 "$here/s3/install.sh"
-say "S3 gateway packages: $(took "$t") s"
+# The migration tests' machines are network namespaces (crates/cli/tests/netns.rs).
+"$here/netns/install.sh"
+say "S3 gateway and network packages: $(took "$t") s"
 
 env_file=$(mktemp "${TMPDIR:-/tmp}/ferrite-s3-env.XXXXXX")
 cluster=
