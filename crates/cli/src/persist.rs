@@ -629,6 +629,20 @@ fn resume_all(options: &ResumeOptions) -> ExitCode {
         if store.single_writer {
             command.arg("--single-writer");
         }
+        // How to reach a remote store: each child opens it again.
+        let paths = [
+            ("--cache-dir", &store.cache_dir),
+            ("--token-file", &store.token_file),
+            ("--ca-cert", &store.ca_cert),
+        ];
+        for (flag, path) in paths {
+            if let Some(path) = path {
+                command.arg(flag).arg(path);
+            }
+        }
+        if let Some(bytes) = store.cache_size {
+            command.arg("--cache-size").arg(bytes.to_string());
+        }
         command
             .arg("--lease")
             .arg(format!("{}ms", store.lease.as_millis()));

@@ -3,7 +3,9 @@
 //! is larger than its physical heap running on `ferrite://`, the server
 //! killed with `kill -9` under it and started again (the process pauses and
 //! ends with the uninterrupted result), `ps`, `inspect` and `rm` over
-//! `ferrite://`, and a wrong token refused in one clear line.
+//! `ferrite://`, a wrong token refused in one clear line, a resume sent its
+//! resident pages while it runs, a live move from behind a slow link, and
+//! `resume --all` behind a private CA.
 
 #![allow(clippy::unwrap_used)]
 
@@ -447,4 +449,86 @@ fn a_process_moves_live_from_behind_a_slow_link() {
         "{:?}",
         proxy.counts()
     );
+}
+
+/// `resume --all` over a heap server behind a private CA: each child resume
+/// is given the CA, the cache and the token, and every stopped process ends.
+#[test]
+fn resume_all_reaches_a_heap_server_behind_a_private_ca() {
+    let dir = temp_dir("all");
+    let (ca, cert, key) = pki(&dir);
+    let tokens = dir.join("tokens");
+    let digest = ferrite_net::tokens::digest_hex(TOKEN);
+    fs::write(&tokens, format!("t1 {digest}\n")).unwrap();
+    let port = free_port();
+    let args: Vec<String> = [
+        "serve",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--data",
+        dir.join("data").to_str().unwrap(),
+        "--tokens",
+        tokens.to_str().unwrap(),
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+        "--report-every",
+        "0",
+    ]
+    .map(String::from)
+    .to_vec();
+    let _server = Server::start(args, port);
+    let url = format!("ferrite://127.0.0.1:{port}/t1");
+    let cache = dir.join("cache");
+    let store = [
+        "--store",
+        &url,
+        "--ca-cert",
+        ca.to_str().unwrap(),
+        "--cache-dir",
+        cache.to_str().unwrap(),
+    ];
+    let env = [("FERRITE_TOKEN", TOKEN)];
+    let fib = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/fib.wat");
+    let fib = fib.to_str().unwrap();
+    for name in ["a", "b"] {
+        let runner = Command::new(FERRITE)
+            .args(["run", "--name", name])
+            .args(store)
+            .args(["--invoke", "fib_recursive", fib, "38"])
+            .envs(env)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let began = Instant::now();
+        loop {
+            let stop = ferrite(
+                &[&["checkpoint", name, "--stop"][..], &store].concat(),
+                &env,
+            );
+            if stop.status.success() {
+                break;
+            }
+            assert!(
+                began.elapsed() < Duration::from_secs(30),
+                "{}",
+                text(&stop.stderr)
+            );
+            sleep(Duration::from_millis(50));
+        }
+        let stopped = runner.wait_with_output().unwrap();
+        assert_eq!(
+            stopped.status.code(),
+            Some(143),
+            "{}",
+            text(&stopped.stderr)
+        );
+    }
+    let all = ferrite(&[&["resume", "--all"][..], &store].concat(), &env);
+    assert!(all.status.success(), "{}", text(&all.stderr));
+    let ps = ferrite(&[&["ps"][..], &store].concat(), &env);
+    let listing = text(&ps.stdout);
+    assert_eq!(listing.matches("returned").count(), 2, "{listing}");
 }
