@@ -132,30 +132,8 @@ fn newest_epoch(store: &Arc<dyn StorageBackend>) -> u64 {
 #[test]
 fn a_process_on_a_heap_server_outlives_kill_9_of_the_server() {
     let dir = temp_dir("kill-9");
-    let (ca, cert, key) = pki(&dir);
-    let tokens = dir.join("tokens");
-    let digest = ferrite_net::tokens::digest_hex(TOKEN);
-    fs::write(&tokens, format!("# tenants\nt1 {digest}\n")).unwrap();
-    let port = free_port();
-    let data = dir.join("data");
-    let args: Vec<String> = [
-        "serve",
-        "--listen",
-        &format!("127.0.0.1:{port}"),
-        "--data",
-        data.to_str().unwrap(),
-        "--tokens",
-        tokens.to_str().unwrap(),
-        "--tls-cert",
-        cert.to_str().unwrap(),
-        "--tls-key",
-        key.to_str().unwrap(),
-        "--report-every",
-        "0",
-    ]
-    .map(String::from)
-    .to_vec();
-    let mut server = Server::start(args, port);
+    let (mut server, port, ca) = heap_server(&dir, true);
+    let ca = ca.expect("a TLS server");
     let url = format!("ferrite://127.0.0.1:{port}/t1");
     let home = dir.join("home");
     let env = [("FERRITE_TOKEN", TOKEN), ("HOME", home.to_str().unwrap())];
@@ -255,7 +233,7 @@ fn a_process_on_a_heap_server_outlives_kill_9_of_the_server() {
 #[test]
 fn a_resumed_process_is_sent_its_resident_pages_while_it_runs() {
     let dir = temp_dir("push");
-    let (_server, port) = insecure_server(&dir);
+    let (_server, port, _) = heap_server(&dir, false);
     let url = format!("ferrite+insecure://127.0.0.1:{port}/t1");
     let mover = mover();
     // 16 MiB of heap, paced at 16 MiB/s: about four seconds of work.
@@ -332,30 +310,39 @@ fn number_before(text: &str, marker: &str) -> u64 {
     digits.parse().unwrap()
 }
 
-/// A loopback heap server without TLS for tenant t1 (token [`TOKEN`]), its
-/// data under `dir`.
-fn insecure_server(dir: &Path) -> (Server, u16) {
+/// A loopback heap server for tenant t1 (token [`TOKEN`]), its data under
+/// `dir`: over TLS with a CA made here (returned), or `--insecure`.
+fn heap_server(dir: &Path, tls: bool) -> (Server, u16, Option<PathBuf>) {
     fs::create_dir_all(dir).unwrap();
     let tokens = dir.join("tokens");
     let digest = ferrite_net::tokens::digest_hex(TOKEN);
-    fs::write(&tokens, format!("t1 {digest}\n")).unwrap();
+    fs::write(&tokens, format!("# tenants\nt1 {digest}\n")).unwrap();
     let port = free_port();
-    let data = dir.join("data");
-    let args: Vec<String> = [
+    let mut args: Vec<String> = [
         "serve",
         "--listen",
         &format!("127.0.0.1:{port}"),
         "--data",
-        data.to_str().unwrap(),
+        dir.join("data").to_str().unwrap(),
         "--tokens",
         tokens.to_str().unwrap(),
-        "--insecure",
         "--report-every",
         "0",
     ]
     .map(String::from)
     .to_vec();
-    (Server::start(args, port), port)
+    let ca = if tls {
+        let (ca, cert, key) = pki(dir);
+        for (flag, path) in [("--tls-cert", cert), ("--tls-key", key)] {
+            args.push(flag.to_string());
+            args.push(path.display().to_string());
+        }
+        Some(ca)
+    } else {
+        args.push("--insecure".to_string());
+        None
+    };
+    (Server::start(args, port), port, ca)
 }
 
 fn mover() -> String {
@@ -385,7 +372,7 @@ fn uninterrupted(dir: &Path, workload: &[&str]) -> String {
 #[test]
 fn a_process_moves_live_from_behind_a_slow_link() {
     let dir = temp_dir("slow");
-    let (_server, port) = insecure_server(&dir);
+    let (_server, port, _) = heap_server(&dir, false);
     let proxy = TcpProxy::start(SocketAddr::from(([127, 0, 0, 1], port))).unwrap();
     proxy.set_shape(LinkShape {
         delay_ms: 10,
@@ -456,29 +443,8 @@ fn a_process_moves_live_from_behind_a_slow_link() {
 #[test]
 fn resume_all_reaches_a_heap_server_behind_a_private_ca() {
     let dir = temp_dir("all");
-    let (ca, cert, key) = pki(&dir);
-    let tokens = dir.join("tokens");
-    let digest = ferrite_net::tokens::digest_hex(TOKEN);
-    fs::write(&tokens, format!("t1 {digest}\n")).unwrap();
-    let port = free_port();
-    let args: Vec<String> = [
-        "serve",
-        "--listen",
-        &format!("127.0.0.1:{port}"),
-        "--data",
-        dir.join("data").to_str().unwrap(),
-        "--tokens",
-        tokens.to_str().unwrap(),
-        "--tls-cert",
-        cert.to_str().unwrap(),
-        "--tls-key",
-        key.to_str().unwrap(),
-        "--report-every",
-        "0",
-    ]
-    .map(String::from)
-    .to_vec();
-    let _server = Server::start(args, port);
+    let (_server, port, ca) = heap_server(&dir, true);
+    let ca = ca.expect("a TLS server");
     let url = format!("ferrite://127.0.0.1:{port}/t1");
     let cache = dir.join("cache");
     let store = [

@@ -666,22 +666,18 @@ impl<F: FileSystem> StorageBackend for LocalStore<F> {
         // Several at once: the file system commits concurrent syncs together
         // (one journal commit for many files on ext4), where one after the
         // other each waits for its own.
+        let sync_all = |part: &[(&String, Arc<F::File>)]| {
+            part.iter()
+                .find_map(|(key, file)| file.sync().err().map(|e| StorageError::io(key, e)))
+        };
         let per_thread = files.len().div_ceil(SYNCS_AT_ONCE).max(1);
         let failed = if files.len() < 2 {
-            files
-                .iter()
-                .find_map(|(key, file)| file.sync().err().map(|e| StorageError::io(key, e)))
+            sync_all(&files)
         } else {
             std::thread::scope(|scope| {
                 let workers: Vec<_> = files
                     .chunks(per_thread)
-                    .map(|part| {
-                        scope.spawn(move || {
-                            part.iter().find_map(|(key, file)| {
-                                file.sync().err().map(|e| StorageError::io(key, e))
-                            })
-                        })
-                    })
+                    .map(|part| scope.spawn(move || sync_all(part)))
                     .collect();
                 workers
                     .into_iter()

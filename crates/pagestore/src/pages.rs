@@ -490,26 +490,11 @@ impl PageStore {
     /// of the epoch being built (replacing an earlier version of this epoch:
     /// nothing committed refers to it), without sync.
     fn write_map(&mut self, index: u32) -> Result<(), PageStoreError> {
-        let chunk = self.chunks.get(&index).expect("a loaded chunk");
-        if !chunk.dirty {
-            return Ok(());
-        }
-        let key = map_key(&self.prefix, self.epoch, self.generation, index);
-        let bytes = encode_map(self.epoch, index, &chunk.entries);
-        if self.maps_written.contains(&index) {
-            self.backend.delete(&key)?;
-        }
-        self.backend.put_new_deferred(&key, &bytes)?;
-        self.maps_written.insert(index);
-        self.maps_unsynced.insert(index);
-        self.stats.bytes_written += bytes.len() as u64;
-        self.stats.maps_written += 1;
-        self.chunks.get_mut(&index).expect("a loaded chunk").dirty = false;
-        Ok(())
+        self.write_maps(&[index])
     }
 
-    /// Writes the loaded chunks `indices` as [`PageStore::write_map`] does,
-    /// up to [`MAP_PUTS_AT_ONCE`] puts at a time: each put to a remote store
+    /// Writes each loaded chunk of `indices` that is dirty as `write_map`
+    /// does, up to [`MAP_PUTS_AT_ONCE`] puts at a time: each put to a remote store
     /// waits a round trip, and a checkpoint of a heap dirtied all over writes
     /// one map per 16 MiB of it. On a failure, the maps written before it
     /// count as written (as with one put at a time) and the error is returned.
