@@ -18,9 +18,11 @@ use std::{
     path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
     sync::atomic::{AtomicU32, Ordering},
-    thread::sleep,
-    time::{Duration, Instant},
 };
+
+#[path = "support/mover.rs"]
+mod mover;
+use mover::{mover, wait_for_batches};
 
 const FERRITE: &str = env!("CARGO_BIN_EXE_ferrite");
 
@@ -35,10 +37,6 @@ const PHYSICAL: &str = "24MiB";
 /// 12 s when paced.
 const MOVER_RATE: &str = "16";
 const MOVER_STEPS: &str = "50000";
-
-fn mover() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/wasi/mover.wasm")
-}
 
 fn temp_dir(label: &str) -> PathBuf {
     static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -128,18 +126,6 @@ impl Machine {
 
     fn output(&self, args: &[&str]) -> Output {
         self.command(args).output().unwrap()
-    }
-}
-
-/// Waits until `job`'s log shows `batches` batches done.
-fn wait_for_batches(out: &Path, batches: usize) {
-    let began = Instant::now();
-    while fs::read_to_string(out.join("log.txt")).map_or(0, |log| log.lines().count()) < batches {
-        assert!(
-            began.elapsed() < Duration::from_mins(2),
-            "the mover did not get going"
-        );
-        sleep(Duration::from_millis(20));
     }
 }
 

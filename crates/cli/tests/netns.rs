@@ -31,6 +31,10 @@ use std::{
     time::{Duration, Instant},
 };
 
+#[path = "support/mover.rs"]
+mod mover;
+use mover::{mover, wait_for_batches};
+
 const FERRITE: &str = env!("CARGO_BIN_EXE_ferrite");
 const TOKEN: &str = "token-of-tenant-one";
 const OTHER_TOKEN: &str = "token-of-tenant-two";
@@ -46,10 +50,6 @@ const MOVER_STEPS: &str = "50000";
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn mover() -> PathBuf {
-    root().join("tests/wasi/mover.wasm")
 }
 
 fn temp_dir(label: &str) -> PathBuf {
@@ -343,18 +343,6 @@ impl<'n> Machine<'n> {
                 MOVER_STEPS.into(),
             ],
         )
-    }
-}
-
-/// Waits until the mover's log shows `batches` batches done.
-fn wait_for_batches(out: &Path, batches: usize) {
-    let began = Instant::now();
-    while fs::read_to_string(out.join("log.txt")).map_or(0, |log| log.lines().count()) < batches {
-        assert!(
-            began.elapsed() < Duration::from_mins(2),
-            "the mover did not get going"
-        );
-        sleep(Duration::from_millis(20));
     }
 }
 

@@ -24,6 +24,10 @@ use std::{
     time::{Duration, Instant},
 };
 
+#[path = "support/mover.rs"]
+mod mover;
+use mover::{mover, wait_for_batches};
+
 const FERRITE: &str = env!("CARGO_BIN_EXE_ferrite");
 const TOKEN: &str = "the-token-of-t1";
 
@@ -235,7 +239,7 @@ fn a_resumed_process_is_sent_its_resident_pages_while_it_runs() {
     let dir = temp_dir("push");
     let (_server, port, _) = heap_server(&dir, false);
     let url = format!("ferrite+insecure://127.0.0.1:{port}/t1");
-    let mover = mover();
+    let mover = mover().display().to_string();
     // 16 MiB of heap, paced at 16 MiB/s: about four seconds of work.
     let workload = [mover.as_str(), "16", "16", "16000"];
     let expected = uninterrupted(&dir, &workload);
@@ -263,11 +267,7 @@ fn a_resumed_process_is_sent_its_resident_pages_while_it_runs() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let began = Instant::now();
-    while fs::read_to_string(out.join("log.txt")).map_or(0, |log| log.lines().count()) < 4 {
-        assert!(began.elapsed() < Duration::from_mins(1), "no progress");
-        sleep(Duration::from_millis(20));
-    }
+    wait_for_batches(&out, 4);
     let stop = ferrite(
         &[&["checkpoint", "job", "--stop"][..], &first].concat(),
         &env,
@@ -345,13 +345,6 @@ fn heap_server(dir: &Path, tls: bool) -> (Server, u16, Option<PathBuf>) {
     (Server::start(args, port), port, ca)
 }
 
-fn mover() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/wasi/mover.wasm")
-        .display()
-        .to_string()
-}
-
 /// The output of `ferrite run` of the mover `workload`, its files under
 /// `dir`.
 fn uninterrupted(dir: &Path, workload: &[&str]) -> String {
@@ -378,7 +371,7 @@ fn a_process_moves_live_from_behind_a_slow_link() {
         delay_ms: 10,
         bytes_per_sec: Some(4 << 20),
     });
-    let mover = mover();
+    let mover = mover().display().to_string();
     // 8 MiB of heap dirtied at 4 MiB/s, as fast as the link: the rounds do
     // not shrink much, and the last one is cut short.
     let workload = [mover.as_str(), "8", "4", "8192"];
@@ -408,11 +401,7 @@ fn a_process_moves_live_from_behind_a_slow_link() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let began = Instant::now();
-    while fs::read_to_string(out.join("log.txt")).map_or(0, |log| log.lines().count()) < 2 {
-        assert!(began.elapsed() < Duration::from_mins(1), "no progress");
-        sleep(Duration::from_millis(20));
-    }
+    wait_for_batches(&out, 2);
     let b: Vec<&str> = b.iter().map(String::as_str).collect();
     let taker = ferrite(
         &[&["resume", "job", "--take-over", "--stats"][..], &b].concat(),
