@@ -19,7 +19,7 @@
 //! let map = pages.commit_maps()?;
 //! let mut body = ManifestBody {
 //!     process: "demo".into(), module_sha256: String::new(), page_size: 4096,
-//!     map_chunks: vec![], segments: vec![], status: ProcessStatus::Running,
+//!     map_chunks: vec![], map_deltas: vec![], segments: vec![], status: ProcessStatus::Running,
 //!     invocation: Invocation::default(), engine: vec![], host: vec![],
 //!     created_unix_ms: 0, checkpoint_count: 1, heap_bytes: 65536,
 //!     pages_written: 1, pause_us: 0, resident_pages: vec![],

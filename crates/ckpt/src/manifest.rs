@@ -13,20 +13,22 @@
 //!   28+N     4  crc32c of bytes 0 .. 28+N
 //! ```
 
-use ferrite_pagestore::{PageMapRef, SegmentId, EPOCH_MAX};
+use ferrite_pagestore::{MapDelta, PageMapRef, SegmentId, EPOCH_MAX};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Magic of a manifest: ASCII `FMAN`.
 pub const MANIFEST_MAGIC: [u8; 4] = *b"FMAN";
-/// The checkpoint format this build writes. Version 3: the names of segment
-/// and map objects carry the writer generation of the runner that wrote them
-/// (so two runners never write the same name), and the manifest records the
-/// generation of every epoch it refers to and the writer's unique tag.
-/// Version 2 (page records' checksums cover their segment, epochs bounded by
-/// `EPOCH_MAX`) is still read: its objects have generation 0. A store of
-/// version 1 is refused with a clear message, never read as damaged.
-pub const FORMAT_VERSION: u32 = 3;
+/// The checkpoint format this build writes. Version 4: page-map deltas (the
+/// manifest lists the deltas its chunks need) and the resident pages as runs.
+/// Version 3 (the names of segment and map objects carry the writer
+/// generation of the runner that wrote them, so two runners never write the
+/// same name; the manifest records the generation of every epoch it refers
+/// to and the writer's unique tag) and version 2 (page records' checksums
+/// cover their segment, epochs bounded by `EPOCH_MAX`; its objects have
+/// generation 0) are still read. A store of version 1 is refused with a
+/// clear message, never read as damaged.
+pub const FORMAT_VERSION: u32 = 4;
 /// The oldest checkpoint format this build reads.
 pub const FORMAT_VERSION_MIN: u32 = 2;
 const HEADER_BYTES: usize = 28;
@@ -69,8 +71,11 @@ pub struct ManifestBody {
     pub module_sha256: String,
     /// Heap page size in bytes.
     pub page_size: u32,
-    /// Page-map chunks: chunk index and the epoch of its latest version.
+    /// Page-map chunks: chunk index and the epoch of its latest whole version.
     pub map_chunks: Vec<(u32, u64)>,
+    /// The page-map deltas the chunks need (format version 4): epoch, entries,
+    /// and the chunks it has entries for.
+    pub map_deltas: Vec<(u64, u32, Vec<u32>)>,
     /// Segments holding live page versions: (epoch, seq, live pages).
     pub segments: Vec<(u64, u32, u32)>,
     /// Process status at the checkpoint.
@@ -92,19 +97,132 @@ pub struct ManifestBody {
     pub pages_written: u64,
     /// How long the process was paused to take this checkpoint, microseconds.
     pub pause_us: u64,
-    /// Pages that were resident at the checkpoint, for an optional prefetch on
-    /// resume (at most the physical heap's worth).
+    /// Pages that were resident at the checkpoint, in ascending order, for an
+    /// optional prefetch on resume (at most the physical heap's worth).
+    /// Stored as runs of consecutive pages (format version 4).
+    #[serde(with = "page_runs")]
     pub resident_pages: Vec<u32>,
-    /// The writer generation of each epoch whose objects `map_chunks` and
-    /// `segments` name, where it is not 0 (format version 3).
+    /// The writer generation of each epoch whose objects `map_chunks`,
+    /// `map_deltas` and `segments` name, where it is not 0 (format version 3).
     pub generations: Vec<(u64, u64)>,
     /// The unique tag of the runner that wrote the checkpoint: a commit whose
     /// answer was lost is settled by reading the manifest back and comparing it.
     pub writer: String,
 }
 
+/// Ascending page numbers stored as runs: (gap after the previous run's
+/// end, length) pairs, so that a heap resident in a few stretches costs a
+/// few bytes however large it is.
+mod page_runs {
+    use serde::{de::Error as _, Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(pages: &[u32], serializer: S) -> Result<S::Ok, S::Error> {
+        debug_assert!(
+            pages.windows(2).all(|pair| pair[0] < pair[1]),
+            "ascending pages"
+        );
+        let mut runs: Vec<(u32, u32)> = Vec::new();
+        // The end of the last run pushed, and the run under way.
+        let mut end = 0u64;
+        let mut run: Option<(u64, u64)> = None;
+        let mut push = |start: u64, len: u64, end: &mut u64| {
+            runs.push((start.saturating_sub(*end) as u32, len as u32));
+            *end = start + len;
+        };
+        for &page in pages {
+            let page = u64::from(page);
+            run = match run {
+                Some((start, len)) if start + len == page => Some((start, len + 1)),
+                other => {
+                    if let Some((start, len)) = other {
+                        push(start, len, &mut end);
+                    }
+                    Some((page, 1))
+                }
+            };
+        }
+        if let Some((start, len)) = run {
+            push(start, len, &mut end);
+        }
+        runs.serialize(serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u32>, D::Error> {
+        let runs = Vec::<(u32, u32)>::deserialize(deserializer)?;
+        let mut pages = Vec::new();
+        let mut end = 0u64;
+        for (at, (gap, len)) in runs.into_iter().enumerate() {
+            let start = end + u64::from(gap);
+            end = start + u64::from(len);
+            // Runs after the first are separated by at least one page.
+            if end > 1 << 32 || len == 0 || (at > 0 && gap == 0) {
+                return Err(D::Error::custom("resident page runs out of range"));
+            }
+            if pages.len() + len as usize > super::RESIDENT_PAGES_MAX {
+                return Err(D::Error::custom("more resident pages than a heap has"));
+            }
+            pages.extend(start as u32..=(end - 1) as u32);
+        }
+        Ok(pages)
+    }
+}
+
+/// The most pages a heap has (4 GiB of 4 KiB pages); more resident pages in
+/// a manifest are damage.
+const RESIDENT_PAGES_MAX: usize = 1 << 20;
+
+/// The body of a version 3 manifest (no page-map deltas, resident pages
+/// listed one by one).
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+struct ManifestBodyV3 {
+    process: String,
+    module_sha256: String,
+    page_size: u32,
+    map_chunks: Vec<(u32, u64)>,
+    segments: Vec<(u64, u32, u32)>,
+    status: ProcessStatus,
+    invocation: Invocation,
+    engine: Vec<u8>,
+    host: Vec<u8>,
+    created_unix_ms: u64,
+    checkpoint_count: u64,
+    heap_bytes: u64,
+    pages_written: u64,
+    pause_us: u64,
+    resident_pages: Vec<u32>,
+    generations: Vec<(u64, u64)>,
+    writer: String,
+}
+
+impl From<ManifestBodyV3> for ManifestBody {
+    fn from(v3: ManifestBodyV3) -> Self {
+        Self {
+            process: v3.process,
+            module_sha256: v3.module_sha256,
+            page_size: v3.page_size,
+            map_chunks: v3.map_chunks,
+            map_deltas: Vec::new(),
+            segments: v3.segments,
+            status: v3.status,
+            invocation: v3.invocation,
+            engine: v3.engine,
+            host: v3.host,
+            created_unix_ms: v3.created_unix_ms,
+            checkpoint_count: v3.checkpoint_count,
+            heap_bytes: v3.heap_bytes,
+            pages_written: v3.pages_written,
+            pause_us: v3.pause_us,
+            resident_pages: v3.resident_pages,
+            generations: v3.generations,
+            writer: v3.writer,
+        }
+    }
+}
+
 /// The body of a version 2 manifest (no generations, no writer).
 #[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
 struct ManifestBodyV2 {
     process: String,
     module_sha256: String,
@@ -130,6 +248,7 @@ impl From<ManifestBodyV2> for ManifestBody {
             module_sha256: v2.module_sha256,
             page_size: v2.page_size,
             map_chunks: v2.map_chunks,
+            map_deltas: Vec::new(),
             segments: v2.segments,
             status: v2.status,
             invocation: v2.invocation,
@@ -152,6 +271,17 @@ impl ManifestBody {
     pub fn page_map(&self) -> PageMapRef {
         PageMapRef {
             chunks: self.map_chunks.iter().copied().collect(),
+            deltas: self
+                .map_deltas
+                .iter()
+                .map(|(epoch, entries, chunks)| {
+                    let delta = MapDelta {
+                        entries: *entries,
+                        chunks: chunks.iter().copied().collect(),
+                    };
+                    (*epoch, delta)
+                })
+                .collect(),
             segments: self
                 .segments
                 .iter()
@@ -171,6 +301,15 @@ impl ManifestBody {
         if let Some(&(chunk, e)) = self.map_chunks.iter().find(|&&(_, e)| !in_range(e)) {
             return Err(ManifestError::Inconsistent(format!(
                 "page-map chunk {chunk} of epoch {e}, checkpoint {epoch}"
+            )));
+        }
+        if let Some(&(e, _, _)) = self
+            .map_deltas
+            .iter()
+            .find(|(e, _, chunks)| !in_range(*e) || chunks.is_empty())
+        {
+            return Err(ManifestError::Inconsistent(format!(
+                "page-map delta of epoch {e}, checkpoint {epoch}"
             )));
         }
         if let Some(&(e, seq, _)) = self.segments.iter().find(|&&(e, _, _)| !in_range(e)) {
@@ -193,6 +332,11 @@ impl ManifestBody {
     /// Records `map` as the page map.
     pub fn set_page_map(&mut self, map: &PageMapRef) {
         self.map_chunks = map.chunks.iter().map(|(&c, &e)| (c, e)).collect();
+        self.map_deltas = map
+            .deltas
+            .iter()
+            .map(|(&e, delta)| (e, delta.entries, delta.chunks.iter().copied().collect()))
+            .collect();
         self.segments = map
             .segments
             .iter()
@@ -321,10 +465,10 @@ impl Manifest {
             )));
         }
         let body_bytes = &bytes[HEADER_BYTES..body_end];
-        let body: ManifestBody = if version == 2 {
-            postcard::from_bytes::<ManifestBodyV2>(body_bytes).map(ManifestBody::from)
-        } else {
-            postcard::from_bytes(body_bytes)
+        let body: ManifestBody = match version {
+            2 => postcard::from_bytes::<ManifestBodyV2>(body_bytes).map(ManifestBody::from),
+            3 => postcard::from_bytes::<ManifestBodyV3>(body_bytes).map(ManifestBody::from),
+            _ => postcard::from_bytes(body_bytes),
         }
         .map_err(|e| ManifestError::Body(e.to_string()))?;
         body.check(epoch)?;
@@ -350,6 +494,7 @@ mod tests {
                 module_sha256: "ab".repeat(32),
                 page_size: 4096,
                 map_chunks: vec![(0, epoch)],
+                map_deltas: vec![],
                 segments: vec![(epoch, 0, 3)],
                 status: ProcessStatus::Running,
                 invocation: Invocation::default(),
@@ -437,21 +582,108 @@ mod tests {
         assert!(error.to_string().contains("version 1 is not supported"));
     }
 
-    /// A version 2 manifest, as the previous build wrote it: the v3 body
-    /// without its last two fields (postcard writes fields in order).
-    fn v2_bytes(manifest: &Manifest) -> Vec<u8> {
-        let mut v2 = manifest.clone();
-        v2.body.generations.clear();
-        v2.body.writer.clear();
-        let mut bytes = v2.encode();
-        // The two empty fields are one length byte each, at the body's end.
-        let len = bytes.len();
-        bytes.drain(len - 6..len - 4);
-        bytes[4..8].copy_from_slice(&2u32.to_le_bytes());
-        let body_len = u32::from_le_bytes(bytes[24..28].try_into().unwrap()) - 2;
-        bytes[24..28].copy_from_slice(&body_len.to_le_bytes());
+    /// `manifest` as a build that wrote format `version` (2 or 3) wrote it.
+    fn old_bytes(manifest: &Manifest, version: u32) -> Vec<u8> {
+        let b = manifest.body.clone();
+        let body = if version == 2 {
+            postcard::to_allocvec(&ManifestBodyV2 {
+                process: b.process,
+                module_sha256: b.module_sha256,
+                page_size: b.page_size,
+                map_chunks: b.map_chunks,
+                segments: b.segments,
+                status: b.status,
+                invocation: b.invocation,
+                engine: b.engine,
+                host: b.host,
+                created_unix_ms: b.created_unix_ms,
+                checkpoint_count: b.checkpoint_count,
+                heap_bytes: b.heap_bytes,
+                pages_written: b.pages_written,
+                pause_us: b.pause_us,
+                resident_pages: b.resident_pages,
+            })
+        } else {
+            postcard::to_allocvec(&ManifestBodyV3 {
+                process: b.process,
+                module_sha256: b.module_sha256,
+                page_size: b.page_size,
+                map_chunks: b.map_chunks,
+                segments: b.segments,
+                status: b.status,
+                invocation: b.invocation,
+                engine: b.engine,
+                host: b.host,
+                created_unix_ms: b.created_unix_ms,
+                checkpoint_count: b.checkpoint_count,
+                heap_bytes: b.heap_bytes,
+                pages_written: b.pages_written,
+                pause_us: b.pause_us,
+                resident_pages: b.resident_pages,
+                generations: b.generations,
+                writer: b.writer,
+            })
+        }
+        .unwrap();
+        let mut bytes = manifest.encode();
+        bytes.truncate(HEADER_BYTES);
+        bytes[4..8].copy_from_slice(&version.to_le_bytes());
+        bytes[24..28].copy_from_slice(&(body.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(&body);
+        bytes.extend_from_slice(&[0; 4]);
         reseal(&mut bytes);
         bytes
+    }
+
+    fn v2_bytes(manifest: &Manifest) -> Vec<u8> {
+        old_bytes(manifest, 2)
+    }
+
+    #[test]
+    fn version_3_manifests_are_read_without_deltas() {
+        let manifest = sample(4);
+        let decoded = Manifest::decode(&old_bytes(&manifest, 3), 4).unwrap();
+        assert_eq!(decoded, manifest);
+    }
+
+    #[test]
+    fn resident_pages_are_stored_as_runs() {
+        let mut manifest = sample(4);
+        manifest.body.resident_pages = (0..262_144).collect();
+        let bytes = manifest.encode();
+        assert!(bytes.len() < 200, "{} bytes for one run", bytes.len());
+        assert_eq!(Manifest::decode(&bytes, 4).unwrap(), manifest);
+        for pages in [
+            vec![],
+            vec![u32::MAX],
+            vec![0, 2, 3, 4, 9, u32::MAX - 1, u32::MAX],
+            (100..200).chain(300..301).collect(),
+        ] {
+            manifest.body.resident_pages = pages;
+            assert_eq!(Manifest::decode(&manifest.encode(), 4).unwrap(), manifest);
+        }
+        // Runs past the 32-bit page space, empty, or touching: refused.
+        for runs in [vec![(u32::MAX, 2u32)], vec![(0, 0)], vec![(0, 2), (0, 3)]] {
+            let mut body = manifest.body.clone();
+            body.resident_pages.clear();
+            let mut bytes = Manifest {
+                body,
+                ..manifest.clone()
+            }
+            .encode();
+            let empty_runs_at = bytes.len() - 4 - 1 - 1 - manifest.body.writer.len() - 2 - 1;
+            assert_eq!(bytes[empty_runs_at], 0, "the empty run list");
+            let encoded = postcard::to_allocvec(&runs).unwrap();
+            bytes.splice(empty_runs_at..=empty_runs_at, encoded.iter().copied());
+            let body_len = (bytes.len() - HEADER_BYTES - 4) as u32;
+            bytes[24..28].copy_from_slice(&body_len.to_le_bytes());
+            reseal(&mut bytes);
+            let error = Manifest::decode(&bytes, 4).unwrap_err();
+            assert!(
+                matches!(error, ManifestError::Body(_)),
+                "{runs:?}: {error:?}"
+            );
+        }
     }
 
     #[test]

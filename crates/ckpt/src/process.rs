@@ -577,9 +577,7 @@ impl ProcessStore {
         let mut live = BTreeSet::new();
         for manifest in &kept {
             let map = manifest.body.page_map();
-            for (&chunk, &epoch) in &map.chunks {
-                live.insert(map.map_key(&self.prefix, epoch, chunk));
-            }
+            live.extend(map.map_keys(&self.prefix));
             for &id in map.segments.keys() {
                 live.insert(map.segment_key(&self.prefix, id));
             }

@@ -476,6 +476,12 @@ pub struct Committed {
     /// Whether the manifest put's answer was lost and the commit was settled
     /// by reading it back.
     pub settled_by_reading: bool,
+    /// How long making the pages durable took (segments, page maps, syncs).
+    pub pages_time: Duration,
+    /// How long the manifest put took (with the claim check before it).
+    pub manifest_time: Duration,
+    /// How long garbage collection took (zero when deferred).
+    pub gc_time: Duration,
 }
 
 /// The longest wait between two tries of a manifest put that met an
@@ -736,6 +742,7 @@ impl Session {
         keep: usize,
     ) -> Result<Committed, CkptError> {
         let epoch = self.committed + 1;
+        let began = std::time::Instant::now();
         let mut map = None;
         if let Some(pages) = pages {
             assert_eq!(pages.epoch(), epoch, "the page store is the session's");
@@ -749,20 +756,26 @@ impl Session {
             parent: self.committed,
             body,
         };
+        let pages_time = began.elapsed();
         // The pages' upload may have outlasted a lease the store could not
         // renew meanwhile: wait for it to be valid again (or fenced).
         self.wait_claimed()?;
         let settled_by_reading = self.put_manifest(&manifest)?;
+        let manifest_time = began.elapsed().saturating_sub(pages_time);
         if let Some((pages, committed_map)) = map {
             pages.committed(committed_map);
         }
         self.committed = epoch;
+        let gc_began = std::time::Instant::now();
         if !self.gc_deferred {
             let _ = self.gc(keep);
         }
         Ok(Committed {
             epoch,
             settled_by_reading,
+            pages_time,
+            manifest_time,
+            gc_time: gc_began.elapsed(),
         })
     }
 

@@ -80,6 +80,7 @@ fn body(count: u64) -> ManifestBody {
         module_sha256: String::new(),
         page_size: PAGE as u32,
         map_chunks: vec![],
+        map_deltas: Vec::new(),
         segments: vec![],
         status: ProcessStatus::Running,
         invocation: Invocation::default(),

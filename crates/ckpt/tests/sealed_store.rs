@@ -33,6 +33,7 @@ fn body(map: &ferrite_pagestore::PageMapRef, pages: u32) -> ManifestBody {
         module_sha256: String::new(),
         page_size: PAGE as u32,
         map_chunks: vec![],
+        map_deltas: Vec::new(),
         segments: vec![],
         status: ProcessStatus::Running,
         invocation: Invocation::default(),

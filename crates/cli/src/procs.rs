@@ -485,7 +485,7 @@ fn history(process: &ProcessStore) -> Result<String, String> {
         "PAUSE",
         "ENGINE",
         "HOST",
-        "MAP CHUNKS",
+        "MAP CHUNKS + DELTAS",
         "SEGMENTS",
         "LIVE PAGES",
     ];
@@ -524,7 +524,7 @@ fn history_row(manifest: &Manifest) -> Vec<String> {
         pause_text(body.pause_us),
         human_bytes(body.engine.len() as u64),
         human_bytes(body.host.len() as u64),
-        body.map_chunks.len().to_string(),
+        format!("{} + {}", body.map_chunks.len(), body.map_deltas.len()),
         body.segments.len().to_string(),
         live_pages.to_string(),
     ]

@@ -53,6 +53,7 @@ fn make_process(root: &Path, name: &str, statuses: &[ProcessStatus]) -> String {
             module_sha256: module.clone(),
             page_size: PAGE as u32,
             map_chunks: vec![],
+            map_deltas: Vec::new(),
             segments: vec![],
             status: status.clone(),
             invocation: Invocation {
@@ -336,7 +337,7 @@ fn inspect_shows_the_history_and_a_damaged_manifest_without_moving_it() {
             "PAUSE",
             "ENGINE",
             "HOST",
-            "MAP CHUNKS",
+            "MAP CHUNKS + DELTAS",
             "SEGMENTS",
             "LIVE PAGES"
         ]
@@ -354,7 +355,7 @@ fn inspect_shows_the_history_and_a_damaged_manifest_without_moving_it() {
             "0 us",
             "100 B",
             "10 B",
-            "1",
+            "0 + 1",
             "1",
             "1"
         ]
@@ -372,7 +373,7 @@ fn inspect_shows_the_history_and_a_damaged_manifest_without_moving_it() {
             "0 us",
             "100 B",
             "10 B",
-            "1",
+            "0 + 1",
             "1",
             "2"
         ]

@@ -52,8 +52,9 @@ pub use faulty::{Fault, FaultyStore};
 pub use local::{list_keys, LocalStore, HANDLES_OPEN_MAX, UNSYNCED_HANDLES_MAX};
 pub use mem::MemStore;
 pub use pages::{
-    CompactionReport, PageMapRef, PageStore, PageStoreError, PageStoreStats, CHUNKS_LOADED_MAX,
-    COMPACTION_BYTES_MAX, COMPACTION_BYTES_MIN, READAHEAD_BYTES_MAX, SEGMENT_BYTES_MAX,
+    CompactionReport, MapDelta, PageMapRef, PageStore, PageStoreError, PageStoreStats,
+    CHUNKS_LOADED_MAX, COMPACTION_BYTES_MAX, COMPACTION_BYTES_MIN, DELTAS_LIVE_MAX,
+    DELTA_CHUNK_ENTRIES_MAX, DELTA_ENTRIES_LIVE_MAX, READAHEAD_BYTES_MAX, SEGMENT_BYTES_MAX,
 };
 pub use record::{object_epoch_generation, FormatError, Location, SegmentId, EPOCH_MAX, MAP_BYTES};
 pub use sealed::{

@@ -12,17 +12,29 @@
 //! committed refers to them, so they need to be durable only when the epoch's
 //! manifest commits, and `commit_maps` syncs them all at once before it returns.
 //!
+//! A commit writes a changed chunk whole only when many of its entries changed;
+//! the few changes of the other chunks go into one *page-map delta* object of
+//! the epoch, so that a checkpoint of a few pages spread over a large heap
+//! writes a few kilobytes of map, not 64 KiB per chunk it touched. A chunk is
+//! then its latest whole version with the deltas of later epochs applied in
+//! order. The deltas a checkpoint still needs are bounded
+//! ([`DELTAS_LIVE_MAX`] objects, [`DELTA_ENTRIES_LIVE_MAX`] entries): beyond,
+//! a commit writes whole the chunks of the oldest delta, which then is no
+//! longer needed.
+//!
 //! Memory is bounded whatever the heap size: the open segment (1 MiB), at most
 //! `chunks_loaded_max` page-map chunks (64 KiB each; a clean one is dropped and
 //! reloaded when needed, a dirty one is first written as an object of the epoch
-//! being built), one readahead buffer, and a few bytes per live segment.
+//! being built), the live deltas' entries (at most [`DELTA_ENTRIES_LIVE_MAX`]),
+//! one readahead buffer, and a few bytes per live segment.
 
 use crate::{
     backend::{get_bounded, StorageBackend, StorageError},
     record::{
-        check_entry, decode_map, decode_record, encode_map, encode_record, encode_record_in,
-        map_key, segment_header, FormatError, Location, SegmentId, CHUNK_PAGES, EPOCH_MAX,
-        MAP_BYTES, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES, SEGMENT_MAGIC,
+        check_entry, decode_delta, decode_map, decode_record, encode_delta, encode_map,
+        encode_record, encode_record_in, map_key, segment_header, FormatError, Location, SegmentId,
+        CHUNK_PAGES, DELTA_BYTES_MAX, DELTA_CHUNK, EPOCH_MAX, MAP_BYTES, RECORD_HEADER_BYTES,
+        SEGMENT_HEADER_BYTES, SEGMENT_MAGIC,
     },
 };
 use std::{
@@ -71,6 +83,23 @@ pub const CHUNKS_LOADED_MAX: usize = 32;
 /// Page-map puts a commit keeps under way at once.
 const MAP_PUTS_AT_ONCE: usize = 8;
 
+/// Full segments whose puts are under way at once while the epoch is being
+/// built (each put to a remote store waits its round trip; with several
+/// under way, writing back a large dirty heap runs at the link's speed).
+pub const SEGMENT_PUTS_AT_ONCE: usize = 4;
+
+/// A chunk with more entries changed in an epoch is written whole at its
+/// commit (64 KiB, against 20 bytes per entry in the delta).
+pub const DELTA_CHUNK_ENTRIES_MAX: u32 = CHUNK_PAGES / 4;
+
+/// The most page-map deltas a checkpoint may need: loading a chunk reads at
+/// most this many deltas besides the chunk.
+pub const DELTAS_LIVE_MAX: usize = 16;
+
+/// The most entries in the deltas a checkpoint may need (they are kept in
+/// memory once read: 24 bytes each).
+pub const DELTA_ENTRIES_LIVE_MAX: u64 = 1 << 16;
+
 /// Least and most segment bytes a commit reads to compact sparse segments; in
 /// between, twice what the epoch wrote, so that compaction frees at least as
 /// much as the epoch made dead.
@@ -85,8 +114,24 @@ struct Chunk {
     /// Changed since it was last written: must be written at the next commit (or
     /// before it is dropped).
     dirty: bool,
+    /// Which entries changed since it was last written (one bit per entry;
+    /// empty while none did), for the epoch's delta.
+    changed: Vec<u64>,
+    /// How many bits of `changed` are set.
+    changed_count: u32,
     /// Value of the use counter at its last use, for LRU eviction.
     used: u64,
+}
+
+/// A full segment of the epoch being built whose put is under way (or
+/// failed): its bytes stay here, for reads, until the put is known to have
+/// landed.
+#[derive(Debug)]
+struct SegmentPut {
+    seq: u32,
+    bytes: Arc<Vec<u8>>,
+    /// The put's thread; `None` once it failed (the put is made again).
+    put: Option<std::thread::JoinHandle<Result<(), StorageError>>>,
 }
 
 /// The open (not yet written) segment of the epoch being built.
@@ -128,11 +173,73 @@ impl ReadAhead {
     }
 }
 
+impl Chunk {
+    fn new(entries: Box<[Location]>) -> Self {
+        Self {
+            entries,
+            dirty: false,
+            changed: Vec::new(),
+            changed_count: 0,
+            used: 0,
+        }
+    }
+
+    /// Sets entry `index` to `location`, returning the entry it replaces.
+    fn set(&mut self, index: usize, location: Location) -> Location {
+        self.dirty = true;
+        if self.changed.is_empty() {
+            self.changed = vec![0; CHUNK_PAGES as usize / 64];
+        }
+        let (word, bit) = (index / 64, 1u64 << (index % 64));
+        if self.changed[word] & bit == 0 {
+            self.changed[word] |= bit;
+            self.changed_count += 1;
+        }
+        std::mem::replace(&mut self.entries[index], location)
+    }
+
+    /// Marks the chunk as written.
+    fn written(&mut self) {
+        self.dirty = false;
+        self.changed = Vec::new();
+        self.changed_count = 0;
+    }
+
+    /// The changed entries, as (entry index, location), in ascending order.
+    fn changes(&self) -> impl Iterator<Item = (u32, Location)> + '_ {
+        self.changed
+            .iter()
+            .enumerate()
+            .flat_map(move |(word, &bits)| {
+                (0..64u32)
+                    .filter(move |bit| bits & (1 << bit) != 0)
+                    .map(move |bit| {
+                        let index = word as u32 * 64 + bit;
+                        (index, self.entries[index as usize])
+                    })
+            })
+    }
+}
+
+/// What a checkpoint records about one page-map delta it needs.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MapDelta {
+    /// Entries in the delta object.
+    pub entries: u32,
+    /// The chunks it has entries for.
+    pub chunks: BTreeSet<u32>,
+}
+
 /// What a checkpoint manifest records about the page store.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PageMapRef {
-    /// For each chunk that has ever been written: the epoch of its latest version.
+    /// For each chunk that has ever been written whole: the epoch of its latest
+    /// whole version.
     pub chunks: BTreeMap<u32, u64>,
+    /// The page-map deltas the chunks need, by epoch: a chunk is its whole
+    /// version (or no entries) with the deltas of later epochs that name it
+    /// applied in order.
+    pub deltas: BTreeMap<u64, MapDelta>,
     /// Live page versions per segment, for garbage collection and compaction.
     pub segments: BTreeMap<SegmentId, u32>,
     /// The writer generation of each epoch whose objects the map refers to,
@@ -155,6 +262,33 @@ impl PageMapRef {
     pub fn map_key(&self, prefix: &str, epoch: u64, chunk: u32) -> String {
         map_key(prefix, epoch, self.generation(epoch), chunk)
     }
+
+    /// The object name of the page-map delta of `epoch`.
+    pub fn delta_key(&self, prefix: &str, epoch: u64) -> String {
+        map_key(prefix, epoch, self.generation(epoch), DELTA_CHUNK)
+    }
+
+    /// The names of every page-map object (chunks and deltas) the map needs.
+    pub fn map_keys(&self, prefix: &str) -> Vec<String> {
+        self.chunks
+            .iter()
+            .map(|(&chunk, &epoch)| self.map_key(prefix, epoch, chunk))
+            .chain(
+                self.deltas
+                    .keys()
+                    .map(|&epoch| self.delta_key(prefix, epoch)),
+            )
+            .collect()
+    }
+
+    /// Whether chunk `index` has any entry (a whole version or a delta).
+    fn has_chunk(&self, index: u32) -> bool {
+        self.chunks.contains_key(&index)
+            || self
+                .deltas
+                .values()
+                .any(|delta| delta.chunks.contains(&index))
+    }
 }
 
 /// Counters, for `--stats`.
@@ -167,7 +301,10 @@ pub struct PageStoreStats {
     pub bytes_read: u64,
     pub bytes_written: u64,
     pub segments_written: u64,
+    /// Page-map chunks written whole.
     pub maps_written: u64,
+    /// Page-map deltas written.
+    pub deltas_written: u64,
     /// Segments of the epoch being built deleted as soon as none of their
     /// records was live any more.
     pub segments_dropped: u64,
@@ -211,10 +348,18 @@ pub struct PageStore {
     /// Segments with live records, the open one included.
     segments: BTreeMap<SegmentId, SegmentCounts>,
     open: OpenSegment,
+    /// Full segments of the epoch being built whose puts are under way,
+    /// oldest first (at most [`SEGMENT_PUTS_AT_ONCE`]).
+    puts: std::collections::VecDeque<SegmentPut>,
     /// Objects of the epoch being built written without sync: segment sequence
     /// numbers and chunk indices.
     segments_unsynced: BTreeSet<u32>,
     maps_unsynced: BTreeSet<u32>,
+    /// The epoch's delta was written without sync.
+    delta_unsynced: bool,
+    /// The entries of the live deltas read so far (and of the epochs this
+    /// store committed), by epoch.
+    deltas: BTreeMap<u64, Vec<(u32, Location)>>,
     readahead: ReadAhead,
     /// The page last read, to tell sequential faults.
     last_read: Option<u32>,
@@ -222,6 +367,9 @@ pub struct PageStore {
     bytes_appended: u64,
     /// Most segment bytes `commit_maps` reads to compact.
     compaction_bytes_max: u64,
+    /// A chunk with more entries changed in the epoch is written whole
+    /// ([`DELTA_CHUNK_ENTRIES_MAX`]; tests lower it).
+    delta_chunk_entries_max: u32,
     stats: PageStoreStats,
 }
 
@@ -276,12 +424,16 @@ impl PageStore {
                 bytes: Vec::new(),
                 records: 0,
             },
+            puts: std::collections::VecDeque::new(),
             segments_unsynced: BTreeSet::new(),
             maps_unsynced: BTreeSet::new(),
+            delta_unsynced: false,
+            deltas: BTreeMap::new(),
             readahead: ReadAhead::default(),
             last_read: None,
             bytes_appended: 0,
             compaction_bytes_max: COMPACTION_BYTES_MAX,
+            delta_chunk_entries_max: DELTA_CHUNK_ENTRIES_MAX,
             stats: PageStoreStats::default(),
         }
     }
@@ -402,28 +554,115 @@ impl PageStore {
                 self.evict_chunk()?;
             }
             let entries = self.load_chunk(index)?;
-            let chunk = Chunk {
-                entries,
-                dirty: false,
-                used: 0,
-            };
-            self.chunks.insert(index, chunk);
+            self.chunks.insert(index, Chunk::new(entries));
         }
         let chunk = self.chunks.get_mut(&index).expect("loaded above");
         chunk.used = self.chunk_clock;
         Ok(chunk)
     }
 
-    /// The entries of chunk `index`: its latest written version, or none.
-    fn load_chunk(&mut self, index: u32) -> Result<Box<[Location]>, PageStoreError> {
-        let epoch = if self.maps_written.contains(&index) {
+    /// The epoch of the latest whole version of chunk `index` (of the epoch
+    /// being built if it was written whole in it).
+    fn chunk_base(&self, index: u32) -> Option<u64> {
+        if self.maps_written.contains(&index) {
             Some(self.epoch)
         } else {
             self.committed.chunks.get(&index).copied()
+        }
+    }
+
+    /// The entries of chunk `index`: its latest whole version (or none) with
+    /// the later committed deltas applied, every entry checked.
+    fn load_chunk(&mut self, index: u32) -> Result<Box<[Location]>, PageStoreError> {
+        let base = self.chunk_base(index);
+        let later: Vec<u64> = self
+            .committed
+            .deltas
+            .range(base.map_or(0, |epoch| epoch + 1)..)
+            .filter(|(_, delta)| delta.chunks.contains(&index))
+            .map(|(&epoch, _)| epoch)
+            .collect();
+        let mut entries = match base {
+            Some(epoch) => self.load_whole_chunk(index, epoch, later.is_empty())?,
+            None => vec![Location::NONE; CHUNK_PAGES as usize].into_boxed_slice(),
         };
-        let Some(epoch) = epoch else {
-            return Ok(vec![Location::NONE; CHUNK_PAGES as usize].into_boxed_slice());
+        let Some(&newest) = later.last() else {
+            return Ok(entries);
         };
+        let first = index * CHUNK_PAGES;
+        for &epoch in &later {
+            let delta = self.delta(epoch)?;
+            let from = delta.partition_point(|&(page, _)| page < first);
+            for &(page, location) in delta[from..]
+                .iter()
+                .take_while(|&&(page, _)| page / CHUNK_PAGES == index)
+            {
+                entries[(page % CHUNK_PAGES) as usize] = location;
+            }
+        }
+        // The result is checked whole: an entry a later delta replaced may
+        // name a segment that is gone.
+        self.check_entries(&entries, newest)
+            .map_err(|reason| PageStoreError::Corrupt {
+                key: self.committed.delta_key(&self.prefix, newest),
+                reason,
+            })?;
+        Ok(entries)
+    }
+
+    /// The entries of the committed delta of `epoch`, read once.
+    fn delta(&mut self, epoch: u64) -> Result<&[(u32, Location)], PageStoreError> {
+        if !self.deltas.contains_key(&epoch) {
+            let key = self.committed.delta_key(&self.prefix, epoch);
+            let bytes = get_bounded(&*self.backend, &key, DELTA_BYTES_MAX as u64)
+                .map_err(|error| PageStoreError::reading(&key, error))?;
+            let corrupt = |reason| PageStoreError::Corrupt {
+                key: key.clone(),
+                reason,
+            };
+            let bytes = bytes.ok_or_else(|| {
+                corrupt(FormatError::Oversized {
+                    max: DELTA_BYTES_MAX as u64,
+                })
+            })?;
+            self.stats.bytes_read += bytes.len() as u64;
+            let entries = decode_delta(&bytes, epoch).map_err(corrupt)?;
+            let record_len = self.record_len();
+            for (index, &(_, entry)) in (0u32..).zip(&entries) {
+                check_entry(entry, epoch, record_len, SEGMENT_BYTES_MAX)
+                    .and_then(|()| {
+                        (entry.epoch == epoch)
+                            .then_some(())
+                            .ok_or("names a record of another epoch")
+                    })
+                    .map_err(|reason| corrupt(FormatError::Entry { index, reason }))?;
+            }
+            let recorded = self.committed.deltas.get(&epoch);
+            let agrees = recorded.is_some_and(|delta| {
+                delta.entries as usize == entries.len()
+                    && entries
+                        .iter()
+                        .all(|&(page, _)| delta.chunks.contains(&(page / CHUNK_PAGES)))
+            });
+            if !agrees {
+                return Err(corrupt(FormatError::Entry {
+                    index: 0,
+                    reason: "the delta disagrees with the checkpoint's record of it",
+                }));
+            }
+            self.deltas.insert(epoch, entries);
+        }
+        Ok(&self.deltas[&epoch])
+    }
+
+    /// The entries of the whole version of chunk `index` written at `epoch`,
+    /// checked if `check` (else the caller checks what it makes of them).
+    fn load_whole_chunk(
+        &mut self,
+        index: u32,
+        epoch: u64,
+        check: bool,
+    ) -> Result<Box<[Location]>, PageStoreError> {
         let key = map_key(&self.prefix, epoch, self.generation_of(epoch), index);
         let bytes = get_bounded(&*self.backend, &key, MAP_BYTES as u64)
             .map_err(|error| PageStoreError::reading(&key, error))?;
@@ -438,7 +677,9 @@ impl PageStore {
         };
         self.stats.bytes_read += bytes.len() as u64;
         let entries = decode_map(&bytes, epoch, index).map_err(corrupt)?;
-        self.check_entries(&entries, epoch).map_err(corrupt)?;
+        if check {
+            self.check_entries(&entries, epoch).map_err(corrupt)?;
+        }
         Ok(entries.into_boxed_slice())
     }
 
@@ -486,30 +727,51 @@ impl PageStore {
         Ok(())
     }
 
-    /// Writes the loaded chunk `index` if it is dirty, as `maps/<epoch>-<index>`
-    /// of the epoch being built (replacing an earlier version of this epoch:
+    /// Writes the loaded chunk `index` whole if it is dirty, as an object of
+    /// the epoch being built (replacing an earlier version of this epoch:
     /// nothing committed refers to it), without sync.
     fn write_map(&mut self, index: u32) -> Result<(), PageStoreError> {
-        self.write_maps(&[index])
+        let dirty = self.chunks.get(&index).is_some_and(|chunk| chunk.dirty);
+        if dirty {
+            self.write_maps(&[index], &[])?;
+        }
+        Ok(())
     }
 
-    /// Writes each loaded chunk of `indices` that is dirty as `write_map`
-    /// does, up to [`MAP_PUTS_AT_ONCE`] puts at a time: each put to a remote store
-    /// waits a round trip, and a checkpoint of a heap dirtied all over writes
-    /// one map per 16 MiB of it. On a failure, the maps written before it
-    /// count as written (as with one put at a time) and the error is returned.
-    fn write_maps(&mut self, indices: &[u32]) -> Result<(), PageStoreError> {
-        let mut pending: Vec<(u32, String, Vec<u8>)> = Vec::new();
-        for &index in indices {
-            let chunk = self.chunks.get(&index).expect("a loaded chunk");
-            if !chunk.dirty {
-                continue;
+    /// Writes chunks `whole` (loaded or not) whole, and the epoch's delta of
+    /// `delta` (pages in ascending order) if it is not empty, as `write_map`
+    /// does, up to [`MAP_PUTS_AT_ONCE`] puts at a time: each put to a remote
+    /// store waits a round trip, and a checkpoint of a heap dirtied all over
+    /// writes one map per 16 MiB of it. On a failure, the maps written before
+    /// it count as written (as with one put at a time) and the error is
+    /// returned.
+    fn write_maps(
+        &mut self,
+        whole: &[u32],
+        delta: &[(u32, Location)],
+    ) -> Result<(), PageStoreError> {
+        let mut loaded = BTreeMap::new();
+        for &index in whole {
+            if !self.chunks.contains_key(&index) {
+                loaded.insert(index, self.load_chunk(index)?);
             }
+        }
+        // (chunk, or `DELTA_CHUNK` for the delta; key; bytes)
+        let mut pending: Vec<(u32, String, Vec<u8>)> = Vec::new();
+        for &index in whole {
+            let entries = match self.chunks.get(&index) {
+                Some(chunk) => &chunk.entries,
+                None => &loaded[&index],
+            };
             let key = map_key(&self.prefix, self.epoch, self.generation, index);
             if self.maps_written.contains(&index) {
                 self.backend.delete(&key)?;
             }
-            pending.push((index, key, encode_map(self.epoch, index, &chunk.entries)));
+            pending.push((index, key, encode_map(self.epoch, index, entries)));
+        }
+        if !delta.is_empty() {
+            let key = map_key(&self.prefix, self.epoch, self.generation, DELTA_CHUNK);
+            pending.push((DELTA_CHUNK, key, encode_delta(self.epoch, delta)));
         }
         let backend = &*self.backend;
         let results: Vec<Result<(), StorageError>> = if pending.len() < 2 {
@@ -538,23 +800,103 @@ impl PageStore {
         };
         let mut first_error = None;
         for ((index, _, bytes), result) in pending.iter().zip(results) {
-            match result {
-                Ok(()) => {
-                    self.maps_written.insert(*index);
-                    self.maps_unsynced.insert(*index);
-                    self.stats.bytes_written += bytes.len() as u64;
-                    self.stats.maps_written += 1;
-                    self.chunks.get_mut(index).expect("a loaded chunk").dirty = false;
-                }
-                Err(error) => {
-                    first_error.get_or_insert(error);
-                }
+            if let Err(error) = result {
+                first_error.get_or_insert(error);
+                continue;
+            }
+            self.stats.bytes_written += bytes.len() as u64;
+            if *index == DELTA_CHUNK {
+                self.stats.deltas_written += 1;
+                self.delta_unsynced = true;
+                continue;
+            }
+            self.maps_written.insert(*index);
+            self.maps_unsynced.insert(*index);
+            self.stats.maps_written += 1;
+            if let Some(chunk) = self.chunks.get_mut(index) {
+                chunk.written();
             }
         }
         match first_error {
             Some(error) => Err(error.into()),
             None => Ok(()),
         }
+    }
+
+    /// How a commit writes the page map: which chunks whole (those with many
+    /// changed entries or already written whole in this epoch, and those
+    /// that the oldest live deltas name while the live deltas would
+    /// exceed [`DELTAS_LIVE_MAX`] or [`DELTA_ENTRIES_LIVE_MAX`]), which
+    /// go into the epoch's delta, and which committed deltas the new
+    /// checkpoint still needs.
+    fn plan_maps(&self) -> (BTreeSet<u32>, BTreeSet<u32>, BTreeMap<u64, MapDelta>) {
+        let mut whole = BTreeSet::new();
+        let mut delta: BTreeMap<u32, u32> = BTreeMap::new();
+        for (&index, chunk) in &self.chunks {
+            if !chunk.dirty {
+                continue;
+            }
+            if self.maps_written.contains(&index)
+                || chunk.changed_count > self.delta_chunk_entries_max
+            {
+                whole.insert(index);
+            } else {
+                delta.insert(index, chunk.changed_count);
+            }
+        }
+        // A delta is needed while a chunk it names has no whole version
+        // written after it, and while a record of its epoch is live (every
+        // entry of the delta of epoch E names a record written in E: a page's
+        // entry changes only when a new version of it is written).
+        let records_live = |epoch: u64| {
+            self.segments
+                .range(
+                    SegmentId { epoch, seq: 0 }..=SegmentId {
+                        epoch,
+                        seq: u32::MAX,
+                    },
+                )
+                .next()
+                .is_some()
+        };
+        let needs = |whole: &BTreeSet<u32>, chunk: u32, epoch: u64| {
+            !whole.contains(&chunk)
+                && !self.maps_written.contains(&chunk)
+                && self
+                    .committed
+                    .chunks
+                    .get(&chunk)
+                    .is_none_or(|&base| base < epoch)
+        };
+        let mut live = self.committed.deltas.clone();
+        loop {
+            live.retain(|&epoch, d| {
+                records_live(epoch) && d.chunks.iter().any(|&c| needs(&whole, c, epoch))
+            });
+            let new: u64 = delta.values().map(|&n| u64::from(n)).sum();
+            let entries = live.values().map(|d| u64::from(d.entries)).sum::<u64>() + new;
+            let count = live.len() + usize::from(new > 0);
+            if count <= DELTAS_LIVE_MAX && entries <= DELTA_ENTRIES_LIVE_MAX {
+                break;
+            }
+            if let Some((&epoch, oldest)) = live.iter().next() {
+                let folded: Vec<u32> = oldest
+                    .chunks
+                    .iter()
+                    .copied()
+                    .filter(|&c| needs(&whole, c, epoch))
+                    .collect();
+                for chunk in folded {
+                    whole.insert(chunk);
+                    delta.remove(&chunk);
+                }
+            } else if let Some((&largest, _)) = delta.iter().max_by_key(|&(_, &n)| n) {
+                // The epoch's own delta alone is beyond the bound.
+                delta.remove(&largest);
+                whole.insert(largest);
+            }
+        }
+        (whole, delta.into_keys().collect(), live)
     }
 
     fn location(&mut self, page: u32) -> Result<Location, PageStoreError> {
@@ -572,9 +914,7 @@ impl PageStore {
         let index = page / CHUNK_PAGES;
         match self.chunks.get(&index) {
             Some(chunk) => !chunk.entries[(page % CHUNK_PAGES) as usize].is_some(),
-            None => {
-                !self.committed.chunks.contains_key(&index) && !self.maps_written.contains(&index)
-            }
+            None => !self.committed.has_chunk(index) && !self.maps_written.contains(&index),
         }
     }
 
@@ -608,8 +948,14 @@ impl PageStore {
             key: self.segment_key(location.segment()),
             reason,
         };
-        if location.segment() == self.open.id {
-            let bytes = self.open.bytes.get(start..start + record_len);
+        let buffered = if location.segment() == self.open.id {
+            Some(&self.open.bytes[..])
+        } else {
+            self.segment_put(location.segment())
+                .map(|put| &put.bytes[..])
+        };
+        if let Some(bytes) = buffered {
+            let bytes = bytes.get(start..start + record_len);
             let bytes = bytes.ok_or_else(|| corrupt(FormatError::Truncated))?;
             decode_record(bytes, page, location.segment(), out).map_err(corrupt)?;
         } else if let Some(bytes) = self.readahead.record(location, record_len) {
@@ -664,7 +1010,9 @@ impl PageStore {
         let mut located = Vec::with_capacity(pages.len());
         for &page in pages {
             let location = self.location(page)?;
-            if location.is_some() && location.segment() != self.open.id {
+            let buffered = location.segment() == self.open.id
+                || self.segment_put(location.segment()).is_some();
+            if location.is_some() && !buffered {
                 located.push((location.segment(), u64::from(location.offset)));
             }
         }
@@ -758,9 +1106,7 @@ impl PageStore {
             offset: (self.open.bytes.len().max(SEGMENT_HEADER_BYTES)) as u32,
         };
         let chunk = self.chunk(page / CHUNK_PAGES)?;
-        let slot = &mut chunk.entries[(page % CHUNK_PAGES) as usize];
-        let old = std::mem::replace(slot, location);
-        chunk.dirty = true;
+        let old = chunk.set((page % CHUNK_PAGES) as usize, location);
         if self.open.bytes.is_empty() {
             self.open
                 .bytes
@@ -801,7 +1147,12 @@ impl PageStore {
         self.segments.remove(&segment);
         if segment.epoch == self.epoch && segment != self.open.id {
             // Best effort: a segment left behind is unreferenced, and garbage
-            // collection removes it once its epoch is committed.
+            // collection removes it once its epoch is committed. One whose
+            // put is under way is deleted once it landed.
+            if self.segment_put(segment).is_some() && self.finish_puts_through(segment.seq).is_err()
+            {
+                return;
+            }
             if self.backend.delete(&self.segment_key(segment)).is_ok() {
                 self.segments_unsynced.remove(&segment.seq);
                 self.stats.segments_dropped += 1;
@@ -817,17 +1168,105 @@ impl PageStore {
         }
         if let Some(counts) = self.segments.get_mut(&self.open.id) {
             counts.records = self.open.records;
+            // Puts that ended are settled now: a failure shows at once.
+            let ended = self
+                .puts
+                .iter()
+                .take_while(|put| {
+                    put.put
+                        .as_ref()
+                        .is_some_and(std::thread::JoinHandle::is_finished)
+                })
+                .last()
+                .map(|put| put.seq);
+            if let Some(seq) = ended {
+                self.finish_puts_through(seq)?;
+            }
+            if self.puts.len() >= SEGMENT_PUTS_AT_ONCE {
+                let oldest = self.puts[0].seq;
+                self.finish_puts_through(oldest)?;
+            }
             let key = self.segment_key(self.open.id);
-            self.backend.put_new_deferred(&key, &self.open.bytes)?;
-            self.segments_unsynced.insert(self.open.id.seq);
-            self.stats.bytes_written += self.open.bytes.len() as u64;
+            let bytes = Arc::new(std::mem::take(&mut self.open.bytes));
+            let put = {
+                let (backend, bytes) = (self.backend.clone(), bytes.clone());
+                std::thread::Builder::new()
+                    .name("ferrite-segment-put".into())
+                    .spawn(move || backend.put_new_deferred(&key, &bytes))
+                    .ok()
+            };
+            let seq = self.open.id.seq;
+            self.stats.bytes_written += bytes.len() as u64;
             self.stats.segments_written += 1;
+            self.puts.push_back(SegmentPut { seq, bytes, put });
+            // Without a thread, the put is made when it is waited for.
+            if self.puts.back().is_some_and(|put| put.put.is_none()) {
+                self.finish_puts_through(seq)?;
+            }
         }
         // Else every record was superseded while buffered: nothing refers to it.
         self.open.id.seq += 1;
-        self.open.bytes.clear();
+        self.open.bytes = Vec::with_capacity(SEGMENT_BYTES_MAX);
         self.open.records = 0;
         Ok(())
+    }
+
+    /// The segment of the epoch being built whose put is under way, if
+    /// `segment` is one.
+    fn segment_put(&self, segment: SegmentId) -> Option<&SegmentPut> {
+        if segment.epoch != self.epoch {
+            return None;
+        }
+        self.puts.iter().find(|put| put.seq == segment.seq)
+    }
+
+    /// Waits for the segment puts under way up to segment `seq` of the
+    /// epoch being built; a put that failed is made again, here. The first
+    /// failure is returned (that segment and the later ones stay buffered).
+    fn finish_puts_through(&mut self, seq: u32) -> Result<(), PageStoreError> {
+        while let Some(oldest) = self.puts.front_mut() {
+            if oldest.seq > seq {
+                break;
+            }
+            let key = SegmentId {
+                epoch: self.epoch,
+                seq: oldest.seq,
+            }
+            .key(&self.prefix, self.generation);
+            let result = if let Some(thread) = oldest.put.take() {
+                thread.join().unwrap_or_else(|_| {
+                    Err(StorageError::Io {
+                        key: key.clone(),
+                        source: std::io::Error::other("the segment put's thread panicked"),
+                    })
+                })
+            } else {
+                // A failed put may have left the object (a lost answer): it
+                // is ours alone (the name carries this runner's generation),
+                // so it is replaced.
+                let _ = self.backend.delete(&key);
+                self.backend.put_new_deferred(&key, &oldest.bytes)
+            };
+            result?;
+            let done = self.puts.pop_front().expect("the oldest put");
+            self.segments_unsynced.insert(done.seq);
+        }
+        Ok(())
+    }
+
+    /// Waits for every segment put under way.
+    fn finish_puts(&mut self) -> Result<(), PageStoreError> {
+        self.finish_puts_through(u32::MAX)
+    }
+
+    /// Waits for the writes under way (full segments put while pages are
+    /// written); a failure of any of them is returned here, if not earlier
+    /// (at the next segment written after it ended, or at the commit).
+    ///
+    /// # Errors
+    /// The first write that failed (it is made again at the next call).
+    pub fn finish_writes(&mut self) -> Result<(), PageStoreError> {
+        self.finish_puts()
     }
 
     /// Moves the live records of sparse segments (less than half of their
@@ -846,6 +1285,8 @@ impl PageStore {
     /// Storage failures; the store stays consistent (moved records are simply
     /// newer versions).
     pub fn compact(&mut self, bytes_max: u64) -> Result<CompactionReport, PageStoreError> {
+        // Segments are read back from the store: every put must have landed.
+        self.finish_puts()?;
         let mut candidates: Vec<(SegmentId, SegmentCounts)> = self
             .segments
             .iter()
@@ -951,13 +1392,30 @@ impl PageStore {
             self.compact(budget)?;
         }
         self.flush_segment()?;
-        let dirty: Vec<u32> = self
-            .chunks
-            .iter()
-            .filter(|(_, chunk)| chunk.dirty)
-            .map(|(&index, _)| index)
-            .collect();
-        self.write_maps(&dirty)?;
+        self.finish_puts()?;
+        let (whole, in_delta, live) = self.plan_maps();
+        let mut delta = Vec::new();
+        for index in &in_delta {
+            let chunk = &self.chunks[index];
+            delta.extend(
+                chunk
+                    .changes()
+                    .map(|(entry, location)| (index * CHUNK_PAGES + entry, location)),
+            );
+        }
+        let whole: Vec<u32> = whole.into_iter().collect();
+        self.write_maps(&whole, &delta)?;
+        for index in &in_delta {
+            self.chunks
+                .get_mut(index)
+                .expect("a loaded chunk")
+                .written();
+        }
+        let entries = delta.len() as u32;
+        if !delta.is_empty() {
+            self.deltas.insert(self.epoch, delta);
+        }
+        let delta_key = map_key(&self.prefix, self.epoch, self.generation, DELTA_CHUNK);
         let unsynced: Vec<String> = self
             .segments_unsynced
             .iter()
@@ -973,15 +1431,27 @@ impl PageStore {
                     .iter()
                     .map(|&index| map_key(&self.prefix, self.epoch, self.generation, index)),
             )
+            .chain(self.delta_unsynced.then_some(delta_key))
             .collect();
         if !unsynced.is_empty() {
             self.backend.sync(&unsynced)?;
         }
         self.segments_unsynced.clear();
         self.maps_unsynced.clear();
+        self.delta_unsynced = false;
         let mut map = self.committed.clone();
         for &index in &self.maps_written {
             map.chunks.insert(index, self.epoch);
+        }
+        map.deltas = live;
+        if !in_delta.is_empty() {
+            map.deltas.insert(
+                self.epoch,
+                MapDelta {
+                    entries,
+                    chunks: in_delta,
+                },
+            );
         }
         map.segments = self
             .segments
@@ -997,6 +1467,7 @@ impl PageStore {
             .values()
             .copied()
             .chain(map.segments.keys().map(|id| id.epoch))
+            .chain(map.deltas.keys().copied())
             .collect();
         map.generations.retain(|epoch, _| named.contains(epoch));
         Ok(map)
@@ -1006,7 +1477,13 @@ impl PageStore {
     /// and starts the next epoch.
     pub fn committed(&mut self, map: PageMapRef) {
         debug_assert!(self.chunks.values().all(|chunk| !chunk.dirty));
-        debug_assert!(self.segments_unsynced.is_empty() && self.maps_unsynced.is_empty());
+        debug_assert!(
+            self.segments_unsynced.is_empty()
+                && self.maps_unsynced.is_empty()
+                && !self.delta_unsynced
+        );
+        self.deltas
+            .retain(|epoch, _| map.deltas.contains_key(epoch));
         self.committed = map;
         self.maps_written.clear();
         assert!(self.epoch < EPOCH_MAX, "epoch {}", self.epoch);
@@ -1027,9 +1504,23 @@ impl PageStore {
     /// chunks, the readahead buffer and the segment counts (approximately).
     pub fn memory_bytes(&self) -> usize {
         self.open.bytes.capacity()
+            + self.puts.iter().map(|put| put.bytes.len()).sum::<usize>()
             + self.chunks.len() * CHUNK_PAGES as usize * std::mem::size_of::<Location>()
             + self.readahead.bytes.capacity()
             + self.segments.len() * 2 * std::mem::size_of::<(SegmentId, SegmentCounts)>()
+    }
+}
+
+impl Drop for PageStore {
+    /// Waits for the segment puts under way: nothing this store started may
+    /// land after it is gone (a store opened next on the same backend, by
+    /// the same writer, would find its names taken).
+    fn drop(&mut self) {
+        for put in &mut self.puts {
+            if let Some(thread) = put.put.take() {
+                let _ = thread.join();
+            }
+        }
     }
 }
 
@@ -1118,10 +1609,22 @@ mod tests {
         ));
     }
 
-    /// A committed store with pages 0..3 in one segment of epoch 1, reopened.
+    /// A committed store with pages 0..3 in one segment of epoch 1, its chunk
+    /// written whole.
     fn committed_three_pages(mem: &Arc<MemStore>) -> (Arc<dyn StorageBackend>, PageMapRef) {
+        committed_three_pages_in(mem, false)
+    }
+
+    /// The same, the chunk's entries in the delta of epoch 1 if `delta`.
+    fn committed_three_pages_in(
+        mem: &Arc<MemStore>,
+        delta: bool,
+    ) -> (Arc<dyn StorageBackend>, PageMapRef) {
         let backend: Arc<dyn StorageBackend> = mem.clone();
         let mut store = PageStore::open(backend.clone(), "p/", 4096, 0, PageMapRef::default());
+        if !delta {
+            store.delta_chunk_entries_max = 0;
+        }
         for i in 0..3u32 {
             store.write_page(i, &page(i as u8 + 1)).unwrap();
         }
@@ -1214,6 +1717,137 @@ mod tests {
         assert!(error.contains("longer than the format allows"), "{error}");
     }
 
+    /// A store over `chunks` chunks with every page of each written (chunks
+    /// written whole), committed at epoch 1.
+    fn full_chunks(backend: &Arc<dyn StorageBackend>, chunks: u32) -> PageStore {
+        let mut store = PageStore::open(backend.clone(), "p/", 512, 0, PageMapRef::default());
+        store.fit_chunks_to_frames(None);
+        for at in 0..chunks * CHUNK_PAGES {
+            store.write_page(at, &[at as u8; 512]).unwrap();
+        }
+        let map = store.commit_maps().unwrap();
+        assert_eq!(store.stats().maps_written, u64::from(chunks));
+        store.committed(map);
+        store
+    }
+
+    #[test]
+    fn a_checkpoint_of_a_few_pages_over_many_chunks_writes_one_small_delta() {
+        let backend: Arc<dyn StorageBackend> = Arc::new(MemStore::new());
+        let mut store = full_chunks(&backend, 16);
+        let before = store.stats();
+        for chunk in 0..16 {
+            store
+                .write_page(chunk * CHUNK_PAGES + 5, &[0xee; 512])
+                .unwrap();
+        }
+        let map = store.commit_maps().unwrap();
+        let after = store.stats();
+        assert_eq!(after.maps_written, before.maps_written, "no chunk whole");
+        assert_eq!(after.deltas_written, 1);
+        let map_bytes = after.bytes_written - before.bytes_written - 16 * (24 + 512) - 24;
+        assert!(map_bytes < 1024, "{map_bytes} bytes of map for 16 pages");
+        assert_eq!(map.deltas[&2].entries, 16);
+        store.committed(map.clone());
+        let mut reopened = PageStore::open(backend, "p/", 512, 2, map);
+        let mut out = vec![0; 512];
+        for chunk in 0..16 {
+            for at in [chunk * CHUNK_PAGES + 4, chunk * CHUNK_PAGES + 5] {
+                assert!(reopened.read_page(at, &mut out).unwrap());
+                let expected = if at % CHUNK_PAGES == 5 {
+                    0xee
+                } else {
+                    at as u8
+                };
+                assert_eq!(out, [expected; 512], "page {at}");
+            }
+        }
+    }
+
+    #[test]
+    fn deltas_chain_within_their_bounds_and_dead_ones_are_dropped() {
+        let backend: Arc<dyn StorageBackend> = Arc::new(MemStore::new());
+        let mut store = full_chunks(&backend, 2);
+        let mut expected: BTreeMap<u32, u8> = BTreeMap::new();
+        let mut map = PageMapRef::default();
+        // A different page each epoch: every delta keeps a live record, so
+        // the chain grows until the bound folds the oldest.
+        for epoch in 2..40u64 {
+            let at = (epoch as u32 * 37) % (2 * CHUNK_PAGES);
+            store.write_page(at, &[epoch as u8; 512]).unwrap();
+            expected.insert(at, epoch as u8);
+            map = store.commit_maps().unwrap();
+            assert!(
+                map.deltas.len() <= DELTAS_LIVE_MAX,
+                "epoch {epoch}: {map:?}"
+            );
+            store.committed(map.clone());
+        }
+        assert!(map.deltas.len() > 1, "deltas chain: {map:?}");
+        assert!(store.stats().maps_written > 2, "folds wrote chunks whole");
+        let mut reopened = PageStore::open(backend.clone(), "p/", 512, 39, map.clone());
+        let mut out = vec![0; 512];
+        for at in (0..2 * CHUNK_PAGES)
+            .step_by(7)
+            .chain(expected.keys().copied())
+        {
+            reopened.read_page(at, &mut out).unwrap();
+            let byte = expected.get(&at).copied().unwrap_or(at as u8);
+            assert_eq!(out, [byte; 512], "page {at}");
+        }
+        // The same pages written again: the old deltas' records are dead,
+        // so only the newest delta is needed.
+        for &at in expected.keys() {
+            store.write_page(at, &[1; 512]).unwrap();
+        }
+        let map = store.commit_maps().unwrap();
+        assert_eq!(map.deltas.keys().copied().collect::<Vec<_>>(), vec![40]);
+    }
+
+    #[test]
+    fn a_damaged_or_missing_delta_is_damage() {
+        let mem = Arc::new(MemStore::new());
+        let (backend, map) = committed_three_pages_in(&mem, true);
+        assert!(map.chunks.is_empty() && map.deltas.len() == 1);
+        let key = map.delta_key("p/", 1);
+        let good = backend.get(&key, None).unwrap();
+        assert!(mem.replace(&key, good[..good.len() - 3].to_vec()));
+        let error = read_error(backend.clone(), map.clone(), 0);
+        assert!(
+            error.contains(&key) && error.contains("checksum"),
+            "{error}"
+        );
+        let mut huge = good.clone();
+        huge.resize(DELTA_BYTES_MAX + 1, 0);
+        assert!(mem.replace(&key, huge));
+        let error = read_error(backend.clone(), map.clone(), 0);
+        assert!(error.contains("longer than the format allows"), "{error}");
+        // An entry naming a record of another epoch, checksummed.
+        let at = |epoch| Location {
+            epoch,
+            seq: 0,
+            offset: SEGMENT_HEADER_BYTES as u32,
+        };
+        assert!(mem.replace(&key, encode_delta(1, &[(0, at(1)), (1, at(0)), (2, at(1))])));
+        let error = read_error(backend.clone(), map.clone(), 1);
+        assert!(
+            error.contains("another epoch") || error.contains("no segment"),
+            "{error}"
+        );
+        // A delta that disagrees with the checkpoint's record of it.
+        assert!(mem.replace(&key, encode_delta(1, &[(0, at(1))])));
+        let error = read_error(backend.clone(), map.clone(), 0);
+        assert!(error.contains("disagrees"), "{error}");
+        assert!(mem.replace(&key, good));
+        let mut unlisted = map.clone();
+        unlisted.segments.clear();
+        let error = read_error(backend.clone(), unlisted, 0);
+        assert!(error.contains("does not list"), "{error}");
+        backend.delete(&key).unwrap();
+        let error = read_error(backend, map, 2);
+        assert!(error.contains(&key) && error.contains("missing"), "{error}");
+    }
+
     #[test]
     fn a_map_entry_naming_a_segment_the_checkpoint_does_not_list_is_damage() {
         let mem = Arc::new(MemStore::new());
@@ -1276,6 +1910,94 @@ mod tests {
         }
     }
 
+    /// Holds segment puts until the gate opens; fails the first `fail`.
+    #[derive(Debug, Default)]
+    struct GatedStore {
+        inner: MemStore,
+        open: std::sync::Mutex<bool>,
+        opened: std::sync::Condvar,
+        fail: std::sync::atomic::AtomicU32,
+        gets: std::sync::atomic::AtomicU64,
+    }
+
+    impl StorageBackend for GatedStore {
+        fn put_new(&self, key: &str, bytes: &[u8]) -> Result<(), StorageError> {
+            if key.contains("/segments/") {
+                let open = self.open.lock().unwrap();
+                drop(self.opened.wait_while(open, |open| !*open).unwrap());
+                let failing = self.fail.fetch_update(
+                    std::sync::atomic::Ordering::SeqCst,
+                    std::sync::atomic::Ordering::SeqCst,
+                    |left| left.checked_sub(1),
+                );
+                if failing.is_ok() {
+                    return Err(StorageError::Unavailable {
+                        key: key.into(),
+                        reason: "gated".into(),
+                    });
+                }
+            }
+            self.inner.put_new(key, bytes)
+        }
+        fn get(
+            &self,
+            key: &str,
+            range: Option<std::ops::Range<u64>>,
+        ) -> Result<Vec<u8>, StorageError> {
+            self.gets.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.inner.get(key, range)
+        }
+        fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
+            self.inner.list(prefix)
+        }
+        fn delete(&self, key: &str) -> Result<(), StorageError> {
+            self.inner.delete(key)
+        }
+    }
+
+    impl GatedStore {
+        fn open_gate(&self) {
+            *self.open.lock().unwrap() = true;
+            self.opened.notify_all();
+        }
+    }
+
+    #[test]
+    fn full_segments_are_put_while_pages_are_written_and_read_from_memory_meanwhile() {
+        let gated = Arc::new(GatedStore::default());
+        let backend: Arc<dyn StorageBackend> = gated.clone();
+        let mut store = PageStore::open(backend.clone(), "p/", 4096, 0, PageMapRef::default());
+        // Three full segments (254 records each) and some: their puts wait.
+        for i in 0..800u32 {
+            store.write_page(i, &page(i as u8)).unwrap();
+        }
+        assert_eq!(store.puts.len(), 3, "puts under way");
+        assert!(gated.inner.list("p/segments/").unwrap().is_empty());
+        let mut out = page(0);
+        for i in (0..800u32).step_by(13) {
+            assert!(store.read_page(i, &mut out).unwrap());
+            assert_eq!(out, page(i as u8), "page {i}");
+        }
+        assert_eq!(gated.gets.load(std::sync::atomic::Ordering::SeqCst), 0);
+        // The first put fails: the commit says so, and the next one puts it
+        // again.
+        gated.fail.store(1, std::sync::atomic::Ordering::SeqCst);
+        gated.open_gate();
+        assert!(matches!(
+            store.commit_maps(),
+            Err(PageStoreError::Storage(StorageError::Unavailable { .. }))
+        ));
+        assert!(store.read_page(3, &mut out).unwrap(), "still readable");
+        assert_eq!(out, page(3));
+        let map = store.commit_maps().unwrap();
+        assert_eq!(gated.inner.list("p/segments/").unwrap().len(), 4);
+        let mut reopened = PageStore::open(backend, "p/", 4096, 1, map);
+        for i in 0..800u32 {
+            assert!(reopened.read_page(i, &mut out).unwrap());
+            assert_eq!(out, page(i as u8), "page {i} reopened");
+        }
+    }
+
     /// A committed store holding pages `0..pages` (page `i` filled with `i as u8`)
     /// written in order, and the map to reopen it with.
     fn committed_pages(backend: &Arc<dyn StorageBackend>, pages: u32) -> PageMapRef {
@@ -1328,15 +2050,21 @@ mod tests {
             store.write_page(at, &page(at as u8)).unwrap();
         }
         let map = store.commit_maps().unwrap();
-        assert_eq!(store.stats().maps_written, 80, "one map per chunk, at once");
+        assert_eq!(store.stats().maps_written, 0);
+        assert_eq!(store.stats().deltas_written, 1, "one delta for 80 chunks");
+        assert_eq!(map.deltas[&1].chunks.len(), 80);
         assert_eq!(store.stats().chunks_evicted, 0);
         store.committed(map.clone());
+        // Written whole, the chunks go at once.
+        store.delta_chunk_entries_max = 0;
         let before = counting.gets();
         for &at in &pages {
             store.write_page(at, &page(!(at as u8))).unwrap();
         }
         assert_eq!(counting.gets(), before, "no chunk was loaded again");
         let map = store.commit_maps().unwrap();
+        assert_eq!(store.stats().maps_written, 80, "one map per chunk, at once");
+        assert!(map.deltas.is_empty(), "the first delta is superseded");
         let mut reopened = PageStore::open(backend, "p/", 4096, 2, map);
         let mut out = page(0);
         for &at in &pages {
@@ -1444,7 +2172,7 @@ mod tests {
         }
         assert!(store.stats().chunks_evicted > 10);
         let map = store.commit_maps().unwrap();
-        assert_eq!(map.chunks.len(), 6);
+        assert!((0..6).all(|chunk| map.has_chunk(chunk)), "{map:?}");
         store.committed(map.clone());
         // Clean chunks are dropped and reloaded.
         for &p in pages.iter().rev() {

@@ -26,6 +26,22 @@ pub const MAP_HEADER_BYTES: usize = 24;
 /// has exactly this size, so a reader never fetches more.
 pub const MAP_BYTES: usize = MAP_HEADER_BYTES + CHUNK_PAGES as usize * MAP_ENTRY_BYTES + 4;
 
+/// Magic of a page-map delta object: ASCII `FMDL`.
+pub const DELTA_MAGIC: [u8; 4] = *b"FMDL";
+/// The chunk index in the name of an epoch's page-map delta object (no chunk
+/// has it: a 32-bit heap of 4 KiB pages has 256 chunks, and every chunk index
+/// is below `2^32 / CHUNK_PAGES`).
+pub const DELTA_CHUNK: u32 = u32::MAX;
+/// Bytes of a page-map delta header: magic, version, epoch, entry count, reserved.
+pub const DELTA_HEADER_BYTES: usize = 24;
+/// Bytes of one delta entry: the page, then its location as in a chunk.
+pub const DELTA_ENTRY_BYTES: usize = 4 + MAP_ENTRY_BYTES;
+/// The most entries one delta object holds (a quarter of a 4 GiB heap's
+/// pages); a reader fetches no more than such an object.
+pub const DELTA_ENTRIES_MAX: usize = 1 << 18;
+/// Bytes of the largest delta object.
+pub const DELTA_BYTES_MAX: usize = DELTA_HEADER_BYTES + DELTA_ENTRIES_MAX * DELTA_ENTRY_BYTES + 4;
+
 /// The largest epoch the format allows. Epochs count checkpoints from 1, so
 /// this is never reached by a real process (a checkpoint every millisecond for
 /// over a hundred million years); a stored epoch above it is damage, and every
@@ -301,6 +317,92 @@ pub fn decode_map(bytes: &[u8], epoch: u64, chunk: u32) -> Result<Vec<Location>,
         .collect())
 }
 
+/// Encodes the page-map delta of `epoch`: the new locations of the pages it
+/// lists, which must be in ascending order, each once, at most
+/// [`DELTA_ENTRIES_MAX`].
+///
+/// # Panics
+/// If `entries` breaks those rules (a bug of the writer).
+pub fn encode_delta(epoch: u64, entries: &[(u32, Location)]) -> Vec<u8> {
+    assert!(
+        entries.len() <= DELTA_ENTRIES_MAX,
+        "delta of {} entries",
+        entries.len()
+    );
+    assert!(
+        entries.windows(2).all(|pair| pair[0].0 < pair[1].0),
+        "delta entries in ascending page order"
+    );
+    let mut out = Vec::with_capacity(DELTA_HEADER_BYTES + entries.len() * DELTA_ENTRY_BYTES + 4);
+    out.extend_from_slice(&DELTA_MAGIC);
+    out.extend_from_slice(&LAYOUT_VERSION.to_le_bytes());
+    out.extend_from_slice(&epoch.to_le_bytes());
+    out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes());
+    for (page, entry) in entries {
+        out.extend_from_slice(&page.to_le_bytes());
+        out.extend_from_slice(&entry.epoch.to_le_bytes());
+        out.extend_from_slice(&entry.seq.to_le_bytes());
+        out.extend_from_slice(&entry.offset.to_le_bytes());
+    }
+    let crc = crc32c::crc32c(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// Decodes the page-map delta of `epoch`.
+///
+/// # Errors
+/// If the bytes are not such a delta (damaged, another epoch's, pages out of
+/// order or repeated).
+pub fn decode_delta(bytes: &[u8], epoch: u64) -> Result<Vec<(u32, Location)>, FormatError> {
+    if bytes.len() < DELTA_HEADER_BYTES + 4 {
+        return Err(FormatError::Truncated);
+    }
+    if bytes[0..4] != DELTA_MAGIC {
+        return Err(FormatError::Magic);
+    }
+    let version = u32_at(bytes, 4);
+    if version != LAYOUT_VERSION {
+        return Err(FormatError::Version(version));
+    }
+    let body = &bytes[..bytes.len() - 4];
+    if u32_at(bytes, bytes.len() - 4) != crc32c::crc32c(body) {
+        return Err(FormatError::Checksum);
+    }
+    let found_epoch = u64_at(bytes, 8);
+    if found_epoch != epoch {
+        return Err(FormatError::Misdirected {
+            page: DELTA_CHUNK,
+            epoch,
+            found_page: DELTA_CHUNK,
+            found_epoch,
+        });
+    }
+    let count = u32_at(bytes, 16) as usize;
+    if count > DELTA_ENTRIES_MAX || body.len() != DELTA_HEADER_BYTES + count * DELTA_ENTRY_BYTES {
+        return Err(FormatError::Length(count as u32));
+    }
+    let entries: Vec<(u32, Location)> = body[DELTA_HEADER_BYTES..]
+        .chunks_exact(DELTA_ENTRY_BYTES)
+        .map(|e| {
+            let location = Location {
+                epoch: u64_at(e, 4),
+                seq: u32_at(e, 12),
+                offset: u32_at(e, 16),
+            };
+            (u32_at(e, 0), location)
+        })
+        .collect();
+    if let Some(at) = entries.windows(2).position(|pair| pair[0].0 >= pair[1].0) {
+        return Err(FormatError::Entry {
+            index: at as u32 + 1,
+            reason: "pages out of order or repeated",
+        });
+    }
+    Ok(entries)
+}
+
 /// Checks that a page-map entry of a chunk version written at `chunk_epoch`
 /// can be the location of a record of `record_len` bytes: no newer than the
 /// chunk, at a record boundary of a segment no larger than `segment_bytes_max`.
@@ -419,5 +521,45 @@ mod tests {
         let mut damaged = bytes.clone();
         damaged[MAP_HEADER_BYTES + 3 * MAP_ENTRY_BYTES] ^= 1;
         assert_eq!(decode_map(&damaged, 4, 1), Err(FormatError::Checksum));
+    }
+
+    #[test]
+    fn deltas_round_trip_and_detect_damage() {
+        let at = |offset| Location {
+            epoch: 3,
+            seq: 0,
+            offset,
+        };
+        let entries = vec![(1, at(24)), (4097, at(4144)), (9000, Location::NONE)];
+        let bytes = encode_delta(5, &entries);
+        assert_eq!(decode_delta(&bytes, 5).unwrap(), entries);
+        assert!(matches!(
+            decode_delta(&bytes, 6),
+            Err(FormatError::Misdirected { .. })
+        ));
+        assert_eq!(decode_delta(&encode_delta(5, &[]), 5).unwrap(), vec![]);
+        for at in 0..bytes.len() {
+            let mut damaged = bytes.clone();
+            damaged[at] ^= 0x04;
+            assert!(
+                decode_delta(&damaged, 5).is_err(),
+                "flip at {at} undetected"
+            );
+        }
+        assert_eq!(
+            decode_delta(&bytes[..bytes.len() - 1], 5).map(|_| ()),
+            Err(FormatError::Checksum)
+        );
+        // Pages out of order, with a checksum that matches: a broken writer.
+        let mut unordered = encode_delta(5, &entries[..2]);
+        unordered[DELTA_HEADER_BYTES..DELTA_HEADER_BYTES + 4]
+            .copy_from_slice(&5000u32.to_le_bytes());
+        let end = unordered.len() - 4;
+        let crc = crc32c::crc32c(&unordered[..end]);
+        unordered[end..].copy_from_slice(&crc.to_le_bytes());
+        assert!(matches!(
+            decode_delta(&unordered, 5),
+            Err(FormatError::Entry { index: 1, .. })
+        ));
     }
 }

@@ -48,8 +48,8 @@ mod image;
 mod process;
 
 pub use process::{
-    CheckpointReport, Launch, Notice, Outcome, Process, ProcessOptions, ProcessStats, ResumeReport,
-    FLAG_PHYSICAL_HEAP,
+    CheckpointReport, CheckpointSteps, Launch, Notice, Outcome, Process, ProcessOptions,
+    ProcessStats, ResumeReport, FLAG_PHYSICAL_HEAP,
 };
 
 use ferrite_ckpt::{CkptError, ProcessStatus};

@@ -160,6 +160,38 @@ pub struct CheckpointReport {
     pub pages_written: u64,
     /// How long the process was paused.
     pub pause: Duration,
+    /// Where the pause went.
+    pub steps: CheckpointSteps,
+}
+
+/// Where a checkpoint's pause went, step by step.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CheckpointSteps {
+    /// Writing the dirty pages back to the page store (its open segments).
+    pub write_back: Duration,
+    /// Syncing the process's files and encoding the execution and host state.
+    pub state: Duration,
+    /// Making the epoch's segments and page maps durable.
+    pub pages: Duration,
+    /// Putting the manifest (the commit point).
+    pub manifest: Duration,
+    /// Garbage collection after the commit.
+    pub gc: Duration,
+}
+
+impl std::fmt::Display for CheckpointSteps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        write!(
+            f,
+            "write-back {:.1} ms, state {:.1} ms, pages durable {:.1} ms, manifest {:.1} ms, gc {:.1} ms",
+            ms(self.write_back),
+            ms(self.state),
+            ms(self.pages),
+            ms(self.manifest),
+            ms(self.gc)
+        )
+    }
 }
 
 /// What a resume found.
@@ -628,6 +660,11 @@ impl Process {
         Ok(self.session.answer(request, answer)?)
     }
 
+    /// The store the process is checkpointed in.
+    pub fn backend(&self) -> Arc<dyn StorageBackend> {
+        self.session.store().backend().clone()
+    }
+
     /// Ends the run here by handing the process to runner `to`, which resumes
     /// it at once from the last committed checkpoint (commit one first).
     ///
@@ -826,6 +863,7 @@ impl Process {
                 epoch: 0,
                 pages_written: 0,
                 pause: Duration::ZERO,
+                steps: CheckpointSteps::default(),
             });
         }
         let began = Instant::now();
@@ -855,6 +893,7 @@ impl Process {
             }
             None => (0, 0, Vec::new()),
         };
+        let written_back = began.elapsed();
         // Everything the process wrote to files and directory entries is
         // durable before the checkpoint that includes it commits.
         self.wasi
@@ -868,6 +907,7 @@ impl Process {
             module_sha256: self.module_sha256.clone(),
             page_size: PAGE_SIZE as u32,
             map_chunks: Vec::new(),
+            map_deltas: Vec::new(),
             segments: Vec::new(),
             status,
             invocation: self.invocation.clone(),
@@ -887,6 +927,7 @@ impl Process {
         // The pause recorded is everything up to the commit (an estimate:
         // the pages' upload is part of it).
         body.pause_us = began.elapsed().as_micros() as u64;
+        let state = began.elapsed().saturating_sub(written_back);
         let pages = self
             .memory
             .and_then(|memory| self.store.memory_mut(memory).store_mut());
@@ -902,6 +943,13 @@ impl Process {
             epoch,
             pages_written,
             pause,
+            steps: CheckpointSteps {
+                write_back: written_back,
+                state,
+                pages: committed.pages_time,
+                manifest: committed.manifest_time,
+                gc: committed.gc_time,
+            },
         })
     }
 

@@ -21,6 +21,7 @@ fn body() -> ManifestBody {
         module_sha256: String::new(),
         page_size: 4096,
         map_chunks: vec![],
+        map_deltas: Vec::new(),
         segments: vec![],
         status: ProcessStatus::Running,
         invocation: Invocation::default(),

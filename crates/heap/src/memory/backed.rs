@@ -145,8 +145,8 @@ impl LinearMemory {
         }
     }
 
-    /// Writes every dirty resident page to the store and marks it clean; returns
-    /// how many were written. A checkpoint calls this before
+    /// Writes every dirty resident page to the store (waiting for the writes
+    /// under way) and marks it clean; returns how many were written. A checkpoint calls this before
     /// `PageStore::commit_maps`. Pages stay resident. `Ok(0)` without a store.
     ///
     /// # Errors
@@ -172,6 +172,13 @@ impl LinearMemory {
             }
             backing.clean(frame);
             backing.write_backs += 1;
+        }
+        // Segments are put while pages are written: their failures, too,
+        // belong to this write-back.
+        let backing = self.backing.as_deref_mut().expect("checked above");
+        if let Err(error) = backing.store.finish_writes() {
+            self.latch(error);
+            return Err(self.storage_heap_error());
         }
         Ok(dirty.len())
     }
