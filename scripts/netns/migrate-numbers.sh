@@ -3,7 +3,8 @@
 # network namespaces (scripts/netns/up.sh) for a heap server and machines a
 # and b. A process whose heap is MIB MiB and which keeps dirtying RATE MiB/s
 # (tests/wasi/mover.wasm) runs on a for WARMUP seconds; then `ferrite resume
-# --take-over` on b moves it. Prints a's and b's reports (downtime, rounds,
+# --take-over` on b moves it. Prints a's and b's reports (downtime, rounds and
+# where each round's pause went, when b took the lease,
 # time since the request), then a plain copy of the first round's pages (the
 # heap that was dirty when b asked) from a to b over raw TCP on the same
 # links, and checks that b ends with the uninterrupted run's output.
@@ -71,7 +72,7 @@ mkdir -p "$work/expected" "$work/out"
 url=ferrite://$server_ip:7421/t1
 store=(--store "$url" --ca-cert "$work/ca.pem")
 say "a runs the process, dirtying $rate MiB/s of its $mib MiB heap, for $warmup s"
-on a env FERRITE_TOKEN="$token" HOME="$work/home-a" "$ferrite" run --name big "${store[@]}" \
+on a env FERRITE_TOKEN="$token" HOME="$work/home-a" "$ferrite" run --name big --stats "${store[@]}" \
     --cache-dir "$work/cache-a" --dir "$work/out::/out" "$mover" "$mib" "$rate" "$steps" \
     >"$work/a.out" 2>"$work/a.err" &
 runner_a=$!
@@ -85,9 +86,9 @@ on b env FERRITE_TOKEN="$token" HOME="$work/home-b" "$ferrite" resume big --take
 wait "$runner_a" || { say "a failed:"; cat "$work/a.err" >&2; exit 1; }
 
 echo "== a"
-grep "moved to" "$work/a.err"
+grep -E "moved to|^  round|^  hand-over" "$work/a.err"
 echo "== b"
-grep -E "taken over|take-over|heap server|resume " "$work/b.err"
+grep -E "taken over|take-over|downtime|heap server|local cache|resume " "$work/b.err"
 if cmp -s "$work/b.out" "$work/expected.out"; then
     echo "result: $(cat "$work/b.out") (the uninterrupted run's)"
 else

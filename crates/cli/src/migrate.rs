@@ -26,15 +26,15 @@
 use crate::store::{self, Opened, StoreOption};
 use ferrite_ckpt::{
     requests::{self, Answer, RequestKind, Round, StoreRequest},
-    Claim, LeaseError, LeaseKeeper, LeaseState, MonotonicClock, StoreLease,
+    Claim, LeaseError, LeaseKeeper, LeaseState, Modules, MonotonicClock, ProcessStore, StoreLease,
 };
-use ferrite_pagestore::StorageError;
-use ferrite_process::{Outcome, Process, ProcessError};
+use ferrite_pagestore::{StorageBackend, StorageError};
+use ferrite_process::{CheckpointSteps, Outcome, Process, ProcessError};
 use std::{
     collections::BTreeSet,
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
-        Arc, Condvar, Mutex, PoisonError,
+        Arc, Condvar, Mutex, OnceLock, PoisonError,
     },
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
@@ -48,7 +48,7 @@ const ROUNDS_MAX: usize = 8;
 
 /// Between rounds the program runs for about as long as the last round
 /// paused it, within these bounds.
-const ROUND_RUN_MIN: Duration = Duration::from_millis(5);
+const ROUND_RUN_MIN: Duration = Duration::from_millis(2);
 const ROUND_RUN_MAX: Duration = Duration::from_millis(500);
 
 /// How often a taker looks at the lease while it waits for the hand-over
@@ -57,6 +57,11 @@ const TAKER_POLL: Duration = Duration::from_millis(5);
 
 /// The same, for a store that tells of the hand-over as it happens.
 const TAKER_POLL_PUSHED: Duration = Duration::from_millis(100);
+
+/// How often, and how many times at most, a new runner looks for the old
+/// runner's answer after the hand-over.
+const ANSWER_LOOK_EVERY: Duration = Duration::from_millis(20);
+const ANSWER_LOOKS_MAX: usize = 100;
 
 /// How often the taker lists the process's segments while it waits.
 const FETCH_LIST_EVERY: Duration = Duration::from_millis(100);
@@ -74,7 +79,17 @@ pub(crate) enum Taken {
     /// Stop: a checkpoint was committed for a stop request.
     Stopped { epoch: u64 },
     /// The process moved: hand the lease to `to` and exit.
-    Moved { to: String, answer: Answer },
+    Moved {
+        to: String,
+        answer: Answer,
+        /// Where each round's pause went.
+        steps: Vec<CheckpointSteps>,
+        /// When the last round committed.
+        committed: Instant,
+        /// The answers to the requests taken, to write once the lease is
+        /// handed over (the new runner reads them after it started).
+        answers: Vec<(StoreRequest, Answer)>,
+    },
     /// The program ended during the pre-copy rounds.
     Ended(Outcome),
 }
@@ -105,9 +120,12 @@ pub(crate) fn serve_requests(
                 process.name()
             );
             pre_copy(process).map(|moved| match moved {
-                PreCopy::Done(answer) => Taken::Moved {
+                PreCopy::Done(answer, steps) => Taken::Moved {
                     to: to.clone(),
                     answer,
+                    steps,
+                    committed: Instant::now(),
+                    answers: Vec::new(),
                 },
                 PreCopy::Ended(outcome) => Taken::Ended(outcome),
             })
@@ -136,7 +154,10 @@ pub(crate) fn serve_requests(
     // The first request got the work; the others of the same checkpoint are
     // answered by it too (a take-over's last checkpoint serves a checkpoint
     // request as well). Answers that cannot be written are left to the
-    // asker's deadline.
+    // asker's deadline. After a take-over they are written once the lease
+    // is handed over: none of them decides anything, and each is a durable
+    // put the downtime need not include.
+    let mut deferred = Vec::new();
     for request in &taken {
         let answer = match (&request.kind, &result) {
             (RequestKind::TakeOver { .. }, _) if request.key != first.key => {
@@ -147,6 +168,10 @@ pub(crate) fn serve_requests(
             }
             _ => answer.clone(),
         };
+        if matches!(result, Ok(Taken::Moved { .. })) {
+            deferred.push((request.clone(), answer));
+            continue;
+        }
         if let Err(error) = process.answer(request, &answer) {
             eprintln!(
                 "warning: {}: cannot answer the request {}: {error}",
@@ -155,11 +180,42 @@ pub(crate) fn serve_requests(
             );
         }
     }
-    result
+    match result {
+        Ok(Taken::Moved {
+            to,
+            answer,
+            steps,
+            committed,
+            ..
+        }) => Ok(Taken::Moved {
+            to,
+            answer,
+            steps,
+            committed,
+            answers: deferred,
+        }),
+        other => other,
+    }
+}
+
+/// Writes the answers a take-over deferred (see [`serve_requests`]).
+pub(crate) fn write_answers(
+    backend: &dyn StorageBackend,
+    name: &str,
+    answers: &[(StoreRequest, Answer)],
+) {
+    for (request, answer) in answers {
+        if let Err(error) = requests::answer_request(backend, &request.key, answer) {
+            eprintln!(
+                "warning: {name}: cannot answer the request {}: {error}",
+                request.key
+            );
+        }
+    }
 }
 
 enum PreCopy {
-    Done(Answer),
+    Done(Answer, Vec<CheckpointSteps>),
     Ended(Outcome),
 }
 
@@ -177,7 +233,7 @@ fn pre_copy(process: &mut Process) -> Result<PreCopy, ProcessError> {
     // (the process ends), the final checkpoint collects it.
     process.defer_gc(true);
     let result = pre_copy_rounds(process);
-    if !matches!(result, Ok(PreCopy::Done(_))) {
+    if !matches!(result, Ok(PreCopy::Done(..))) {
         process.defer_gc(false);
     }
     result
@@ -185,6 +241,7 @@ fn pre_copy(process: &mut Process) -> Result<PreCopy, ProcessError> {
 
 fn pre_copy_rounds(process: &mut Process) -> Result<PreCopy, ProcessError> {
     let mut rounds: Vec<Round> = Vec::new();
+    let mut steps = Vec::new();
     let mut last = false;
     loop {
         let stopped_unix_ns = unix_ns();
@@ -194,12 +251,13 @@ fn pre_copy_rounds(process: &mut Process) -> Result<PreCopy, ProcessError> {
             pages_written: report.pages_written,
             pause_us: report.pause.as_micros() as u64,
         });
+        steps.push(report.steps);
         let bytes = report.pages_written * ferrite_heap::PAGE_SIZE as u64;
         if last || bytes <= FINAL_ROUND_BYTES_MAX {
             let mut answer = Answer::done(report.epoch);
             answer.stopped_unix_ns = stopped_unix_ns;
             answer.rounds = rounds;
-            return Ok(PreCopy::Done(answer));
+            return Ok(PreCopy::Done(answer, steps));
         }
         let shrinking = match rounds.as_slice() {
             [.., before, now] => now.pages_written * 10 < before.pages_written * 7,
@@ -242,13 +300,20 @@ fn run_for(process: &mut Process, duration: Duration) -> Result<Outcome, Process
 /// of the move (`None` if no runner held the process).
 pub(crate) struct TakeOver {
     pub(crate) claim: Claim,
-    pub(crate) answer: Option<Answer>,
+    /// The old runner's answer, once [`TakeOver::settle`] read it.
+    answer: Arc<OnceLock<Answer>>,
+    /// The reading of the answer under way.
+    settling: Option<std::thread::JoinHandle<()>>,
+    /// The take-over request, and the lease generation taken.
+    request: Option<(String, u64)>,
     pub(crate) from: Option<String>,
     pub(crate) fetched_bytes: u64,
     /// Segment objects fetched ahead.
     pub(crate) fetched_objects: usize,
     /// When the process ran its first instruction here (0: not yet).
     pub(crate) started_unix_ns: u64,
+    /// When the lease was taken (0: no runner held it).
+    pub(crate) leased_unix_ns: u64,
     /// When the runner was asked to hand the process over.
     pub(crate) asked: Option<Instant>,
 }
@@ -270,11 +335,14 @@ pub(crate) fn take_over(
             let claim = store::claim(opened, option, name, tag)?;
             return Ok(TakeOver {
                 claim,
-                answer: None,
+                answer: Arc::default(),
+                settling: None,
+                request: None,
                 from: None,
                 fetched_bytes: 0,
                 fetched_objects: 0,
                 started_unix_ns: 0,
+                leased_unix_ns: 0,
                 asked: None,
             });
         }
@@ -367,6 +435,7 @@ pub(crate) fn take_over(
             Ok(())
         },
     );
+    let leased_unix_ns = unix_ns();
     let (fetched_bytes, fetched_objects) = fetcher.stop();
     let lease = match lease {
         Ok(lease) => lease,
@@ -375,31 +444,80 @@ pub(crate) fn take_over(
         Err(_) if refused.as_deref().is_some_and(|why| why.contains("ended")) => {
             return Ok(TakeOver {
                 claim: store::claim(opened, option, name, tag)?,
-                answer: None,
+                answer: Arc::default(),
+                settling: None,
+                request: None,
                 from: Some(from),
                 fetched_bytes,
                 fetched_objects,
                 started_unix_ns: 0,
+                leased_unix_ns: 0,
                 asked: Some(began),
             });
         }
         Err(error) => return Err(error.to_string()),
     };
-    let answer = requests::read_answer(&*backend, &request)
-        .ok()
-        .flatten()
-        .filter(|answer| answer.refused.is_empty());
-    // The old runner's requests are done with.
-    let _ = requests::remove_stale_requests(&*backend, name, lease.generation());
+    let generation = lease.generation();
     Ok(TakeOver {
         claim: Claim::Lease(LeaseKeeper::start(lease, clock)),
-        answer,
+        answer: Arc::default(),
+        settling: None,
+        request: Some((request, generation)),
         from: Some(from),
         fetched_bytes,
         fetched_objects,
         started_unix_ns: 0,
+        leased_unix_ns,
         asked: Some(began),
     })
+}
+
+impl TakeOver {
+    /// The old runner's answer (once [`TakeOver::settle`] has read it; `None`
+    /// if there was none to read or it could not be read).
+    pub(crate) fn answer(&mut self) -> Option<&Answer> {
+        if let Some(settling) = self.settling.take() {
+            let _ = settling.join();
+        }
+        self.answer.get()
+    }
+
+    /// Once the process runs here: reads the old runner's answer and removes
+    /// the requests to it, on a thread of its own (store round trips the
+    /// downtime need not include), then calls `report` with the answer.
+    pub(crate) fn settle(
+        &mut self,
+        backend: Arc<dyn StorageBackend>,
+        name: &str,
+        report: impl FnOnce(&Answer) + Send + 'static,
+    ) {
+        let Some((request, generation)) = self.request.take() else {
+            return;
+        };
+        let (answer, name) = (self.answer.clone(), name.to_string());
+        let settle = move || {
+            // The old runner writes its answer just after the hand-over.
+            let mut read = None;
+            for _ in 0..ANSWER_LOOKS_MAX {
+                match requests::read_answer(&*backend, &request) {
+                    Ok(Some(answer)) => {
+                        read = Some(answer).filter(|answer| answer.refused.is_empty());
+                        break;
+                    }
+                    Ok(None) | Err(_) => std::thread::sleep(ANSWER_LOOK_EVERY),
+                }
+            }
+            if let Some(read) = read {
+                report(answer.get_or_init(|| read));
+            }
+            // The old runner's requests are done with.
+            let _ = requests::remove_stale_requests(&*backend, &name, generation);
+        };
+        self.settling = std::thread::Builder::new()
+            .name("ferrite-settle".into())
+            .spawn(settle)
+            .ok();
+    }
 }
 
 /// Reads the process's segments into the local cache while the taker waits,
@@ -423,6 +541,7 @@ impl Fetcher {
             return fetcher;
         }
         let backend = opened.backend.clone();
+        let name = name.to_string();
         let prefix = format!("procs/{name}/segments/");
         let (stop, bytes, objects) = (
             fetcher.stop.clone(),
@@ -432,6 +551,20 @@ impl Fetcher {
         let spawned = std::thread::Builder::new()
             .name("ferrite-fetch".into())
             .spawn(move || {
+                // Background work at the lowest priority: where the old
+                // runner or the server shares this machine's cores, the
+                // fetch must not slow their last round (the downtime).
+                let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19);
+                // The module first: the resume reads it before anything else.
+                let module = ProcessStore::new(backend.clone(), &name)
+                    .ok()
+                    .and_then(|store| {
+                        let newest = store.epochs().ok()?.last().copied()?;
+                        Some(store.load(newest).ok()?.body.module_sha256)
+                    });
+                if let Some(hash) = module {
+                    let _ = Modules::new(backend.clone()).get(&hash);
+                }
                 let mut seen = BTreeSet::new();
                 while !stop.load(Ordering::Relaxed) {
                     // Oldest first in the listing: taken from the back. A

@@ -456,6 +456,7 @@ pub fn resume(options: &ResumeOptions) -> ExitCode {
     let from = options.from_checkpoint;
     let counters = runner.counters;
     let mut runner_moved = runner.moved;
+    let backend = runner.backend.clone();
     match Process::resume_from(runner.backend, runner.claim, name, &process_options, from) {
         Ok((mut process, mut report)) => {
             // The run's own period unless this resume gives another.
@@ -513,7 +514,17 @@ pub fn resume(options: &ResumeOptions) -> ExitCode {
             }
             if let Some(moved) = &mut runner_moved {
                 moved.started_unix_ns = migrate::unix_ns();
-                report_take_over(name, report.epoch, moved);
+                let told = TakeOverTold {
+                    name: name.to_string(),
+                    epoch: report.epoch,
+                    from: moved.from.clone().unwrap_or_else(|| "its runner".into()),
+                    fetched_bytes: moved.fetched_bytes,
+                    started_unix_ns: moved.started_unix_ns,
+                    asked: moved.asked,
+                };
+                moved.settle(backend, name, move |answer| {
+                    report_take_over(&told, answer);
+                });
             }
             drive(
                 process,
@@ -521,7 +532,7 @@ pub fn resume(options: &ResumeOptions) -> ExitCode {
                 Some(&requests),
                 Some(&report),
                 &counters,
-                runner_moved.as_ref(),
+                runner_moved.as_mut(),
             )
         }
         Err(ProcessError::Finished { status, .. }) => replay(name, &status),
@@ -693,10 +704,10 @@ fn drive(
     requests: Option<&Requests>,
     resumed: Option<&ResumeReport>,
     counters: &StoreCounters,
-    moved: Option<&migrate::TakeOver>,
+    moved: Option<&mut migrate::TakeOver>,
 ) -> ExitCode {
     let persistent = process.is_persistent();
-    let mut hand_to: Option<(String, ferrite_ckpt::requests::Answer)> = None;
+    let mut hand_to = None;
     if let Some(requests) = requests {
         process.set_interrupt_handle(requests.interrupt.clone());
     }
@@ -730,8 +741,14 @@ fn drive(
                     );
                     break ExitCode::from(128 + signal_hook::consts::SIGTERM as u8);
                 }
-                Ok(migrate::Taken::Moved { to, answer }) => {
-                    hand_to = Some((to, answer));
+                Ok(migrate::Taken::Moved {
+                    to,
+                    answer,
+                    steps,
+                    committed,
+                    answers,
+                }) => {
+                    hand_to = Some((to, answer, steps, committed, answers));
                     break ExitCode::SUCCESS;
                 }
                 Ok(migrate::Taken::Ended(outcome)) => {
@@ -771,11 +788,26 @@ fn drive(
             Err(error) => break stopped(&process, &error),
         }
     };
+    // The old runner's answer, read (and its requests removed) meanwhile.
+    let mut moved = moved;
+    let answer = moved.as_mut().and_then(|moved| moved.answer().cloned());
+    let name = process.name().to_string();
+    let stats = process.stats();
+    // A moved process is handed over before anything else: the new runner
+    // waits for it.
+    let (process, handed) = match hand_to {
+        Some((to, answer, steps, committed, answers)) => {
+            let backend = process.backend();
+            let result = process.hand_over(&to);
+            let after = committed.elapsed();
+            migrate::write_answers(&*backend, &name, &answers);
+            (None, Some((to, answer, steps, after, result)))
+        }
+        None => (Some(process), None),
+    };
     if options.stats {
-        let stats = process.stats();
         print_stats(&stats, began.elapsed(), resumed);
-        if let Some(answer) = moved.and_then(|moved| moved.answer.as_ref()) {
-            let moved = moved.expect("an answer comes with a take-over");
+        if let (Some(answer), Some(moved)) = (&answer, &moved) {
             let before: u64 = answer.rounds.iter().map(|r| r.pages_written).sum();
             let rounds: Vec<String> = answer
                 .rounds
@@ -795,6 +827,17 @@ fn drive(
                 moved.fetched_objects,
                 stats.heap.page_faults,
             );
+            if let (Some(leased), Some(started)) = (
+                migrate::downtime_at(answer, moved.leased_unix_ns),
+                migrate::downtime_at(answer, moved.started_unix_ns),
+            ) {
+                eprintln!(
+                    "  downtime      lease taken {:.1} ms after the stop, first instruction \
+                     {:.1} ms after that",
+                    leased.as_secs_f64() * 1000.0,
+                    started.saturating_sub(leased).as_secs_f64() * 1000.0
+                );
+            }
         }
         if let Some(net) = &counters.net {
             let stats = net.get();
@@ -822,16 +865,31 @@ fn drive(
             );
         }
     }
-    let name = process.name().to_string();
-    if let Some((to, answer)) = hand_to {
+    if let Some((to, answer, steps, after, handed)) = handed {
         let rounds = answer.rounds.len();
         let pages: u64 = answer.rounds.iter().map(|r| r.pages_written).sum();
-        match process.hand_over(&to) {
-            Ok(()) => eprintln!(
-                "ferrite: {name} moved to {to} at checkpoint {} ({rounds} rounds, {pages} pages \
-                 sent); it runs there now",
-                answer.epoch
-            ),
+        match handed {
+            Ok(()) => {
+                eprintln!(
+                    "ferrite: {name} moved to {to} at checkpoint {} ({rounds} rounds, {pages} \
+                     pages sent); it runs there now",
+                    answer.epoch
+                );
+                if options.stats {
+                    for (round, steps) in answer.rounds.iter().zip(&steps) {
+                        eprintln!(
+                            "  round {}      {} pages in {:.1} ms: {steps}",
+                            round.epoch,
+                            round.pages_written,
+                            round.pause_us as f64 / 1000.0
+                        );
+                    }
+                    eprintln!(
+                        "  hand-over     lease handed over {:.1} ms after the last commit",
+                        after.as_secs_f64() * 1000.0
+                    );
+                }
+            }
             Err(error) => {
                 eprintln!(
                     "warning: {name}: the hand-over to {to} failed: {error}; {to} takes the \
@@ -843,6 +901,9 @@ fn drive(
         return status;
     }
     // Another runner may take over at once (a lease otherwise runs out).
+    let Some(process) = process else {
+        return status;
+    };
     if let Err(error) = process.close() {
         eprintln!("warning: {name}: {error}; the lease runs out by itself");
     }
@@ -850,18 +911,27 @@ fn drive(
 }
 
 /// Tells how a taken-over process came here, at its first instruction.
-fn report_take_over(name: &str, epoch: u64, moved: &migrate::TakeOver) {
-    let Some(answer) = &moved.answer else {
-        return;
-    };
-    let from = moved.from.as_deref().unwrap_or("its runner");
+/// What [`report_take_over`] tells besides the old runner's answer.
+struct TakeOverTold {
+    name: String,
+    epoch: u64,
+    from: String,
+    fetched_bytes: u64,
+    started_unix_ns: u64,
+    asked: Option<Instant>,
+}
+
+fn report_take_over(told: &TakeOverTold, answer: &ferrite_ckpt::requests::Answer) {
+    let TakeOverTold {
+        name, epoch, from, ..
+    } = told;
     let pages: u64 = answer.rounds.iter().map(|r| r.pages_written).sum();
-    let downtime = migrate::downtime_at(answer, moved.started_unix_ns).map_or_else(
+    let downtime = migrate::downtime_at(answer, told.started_unix_ns).map_or_else(
         || "unknown".into(),
         |d| format!("{:.1} ms", d.as_secs_f64() * 1000.0),
     );
     let last = answer.rounds.last().copied().unwrap_or_default();
-    let total = moved
+    let total = told
         .asked
         .map_or(0.0, |asked| asked.elapsed().as_secs_f64());
     eprintln!(
@@ -871,7 +941,7 @@ fn report_take_over(name: &str, epoch: u64, moved: &migrate::TakeOver) {
         answer.rounds.len(),
         last.pages_written,
         last.pause_us as f64 / 1000.0,
-        moved.fetched_bytes as f64 / f64::from(1 << 20)
+        told.fetched_bytes as f64 / f64::from(1 << 20)
     );
 }
 
